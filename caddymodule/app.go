@@ -1,0 +1,239 @@
+// Package caddymodule plugs hookinbox into Caddy: the hookinbox app (the
+// event store and its deliveries), the hookinbox HTTP handler, their
+// Caddyfile forms, the admin API, the command line and the metrics. It holds
+// no webhook logic of its own: that lives in internal/verify, internal/store
+// and internal/deliver.
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/hookinbox/hookinbox/internal/deliver"
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the app's options.
+const (
+	defaultRetention = 720 * time.Hour
+	// stopGrace bounds how long a stopping server waits for deliveries in
+	// flight before it releases them for redelivery after the restart.
+	stopGrace = 10 * time.Second
+)
+
+// App is the hookinbox app. It owns the event store (one Badger database per
+// storage directory per process) and the delivery workers, which both
+// outlive config reloads: the inboxes of the newest config are swapped in
+// when it starts.
+//
+// Handlers use the app even when it is not in the config (it is then
+// created with its defaults).
+type App struct {
+	// Storage is the directory of the Badger database that holds every
+	// inbox's events. Default: Caddy's data directory + "/hookinbox".
+	Storage string `json:"storage,omitempty"`
+
+	// Retention is how long delivered and dead events stay in the history
+	// (and replayable) before they are removed. Default: 720h (30 days).
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	engine  *engine
+	metrics *metrics
+	logger  *zap.Logger
+
+	mu      sync.Mutex
+	inboxes map[string]deliver.Inbox
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "hookinbox",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision applies the defaults and takes the store's directory from the
+// pool. It does not open the database: `caddy validate` provisions but never
+// starts, and must work while the server holds the directory's lock.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if a.Storage == "" {
+		a.Storage = filepath.Join(caddy.AppDataDir(), "hookinbox")
+	}
+	dir, err := filepath.Abs(a.Storage)
+	if err != nil {
+		return fmt.Errorf("storage directory %s: %v", a.Storage, err)
+	}
+	a.Storage = dir
+	if a.Retention <= 0 {
+		a.Retention = caddy.Duration(defaultRetention)
+	}
+	a.inboxes = make(map[string]deliver.Inbox)
+
+	a.metrics = newMetrics(ctx.GetMetricsRegistry())
+
+	val, _, err := engines.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
+		return &engine{dir: a.Storage}, nil
+	})
+	if err != nil {
+		return err
+	}
+	a.engine = val.(*engine)
+	return nil
+}
+
+// Start opens the store (once per process) and hands this config's inboxes
+// to the delivery workers.
+func (a *App) Start() error {
+	if err := a.engine.open(a.logger, time.Duration(a.Retention), a.metrics); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	inboxes := make([]deliver.Inbox, 0, len(a.inboxes))
+	for _, in := range a.inboxes {
+		inboxes = append(inboxes, in)
+	}
+	a.mu.Unlock()
+	a.engine.activate(a, inboxes)
+	return nil
+}
+
+// Stop stops the deliveries only when this config is still the active one:
+// on a reload the new config has already started and taken them over.
+func (a *App) Stop() error {
+	a.engine.deactivate(a)
+	return nil
+}
+
+// Cleanup gives the store back to the pool; the last user closes it.
+func (a *App) Cleanup() error {
+	if a.engine != nil {
+		_, err := engines.Delete(a.Storage)
+		a.engine = nil
+		return err
+	}
+	return nil
+}
+
+// register adds one handler's inbox to this config. An inbox name is the
+// identity of a queue, so two handlers may not claim the same one.
+func (a *App) register(in deliver.Inbox) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.inboxes[in.Name]; ok {
+		return fmt.Errorf("inbox %q is configured twice: an inbox name must be unique", in.Name)
+	}
+	a.inboxes[in.Name] = in
+	return nil
+}
+
+// inbox returns the configured settings of one inbox.
+func (a *App) inbox(name string) (deliver.Inbox, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	in, ok := a.inboxes[name]
+	return in, ok
+}
+
+// engines holds one engine per storage directory for the whole process.
+var engines = caddy.NewUsagePool()
+
+// engine is what outlives a config reload: the open store and the delivery
+// workers, with the app whose config is active.
+type engine struct {
+	dir string
+
+	mu      sync.Mutex
+	db      *store.DB
+	hooks   deliver.Hooks
+	deliver *deliver.Service // nil while no config is active
+	active  *App
+}
+
+func (e *engine) open(logger *zap.Logger, retention time.Duration, m *metrics) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.db != nil {
+		e.db.SetRetention(retention)
+		return nil
+	}
+	db, err := store.Open(e.dir, store.Options{Retention: retention, Logger: logger.Named("store")})
+	if err != nil {
+		return fmt.Errorf("opening inbox store %s: %v", e.dir, err)
+	}
+	e.db = db
+	e.hooks = m.deliverHooks()
+	return nil
+}
+
+// activate makes app's config the one the workers follow.
+func (e *engine) activate(app *App, inboxes []deliver.Inbox) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active = app
+	if e.deliver == nil {
+		e.deliver = deliver.New(e.db, app.logger.Named("deliver"), e.hooks)
+	}
+	e.deliver.SetLogger(app.logger.Named("deliver"))
+	e.deliver.Configure(inboxes)
+}
+
+// deactivate stops the workers if app is still the active config, which
+// means the server is stopping rather than reloading.
+func (e *engine) deactivate(app *App) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active != app || e.deliver == nil {
+		return
+	}
+	e.active = nil
+	e.stopDeliveries()
+}
+
+func (e *engine) stopDeliveries() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
+	defer cancel()
+	e.deliver.Stop(ctx)
+	e.deliver = nil
+}
+
+// store returns the open store, or nil before the first Start.
+func (e *engine) store() *store.DB {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.db
+}
+
+// Destruct closes the store when the last config that used it is gone.
+func (e *engine) Destruct() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.db == nil {
+		return nil
+	}
+	if e.deliver != nil {
+		e.stopDeliveries()
+	}
+	err := e.db.Close()
+	e.db = nil
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor  = (*engine)(nil)
+)
