@@ -215,6 +215,17 @@ func (e *engine) store() *store.DB {
 	return e.db
 }
 
+// breakers reports the delivery circuit breakers, or nil when no config
+// is active.
+func (e *engine) breakers() map[string]deliver.BreakerState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.deliver == nil {
+		return nil
+	}
+	return e.deliver.Breakers()
+}
+
 // Destruct closes the store when the last config that used it is gone.
 func (e *engine) Destruct() error {
 	e.mu.Lock()
