@@ -64,6 +64,9 @@ const (
 	ReasonTimestampMalformed = "timestamp_malformed"
 	ReasonTimestampExpired   = "timestamp_expired"
 	ReasonTimestampInFuture  = "timestamp_in_future"
+	// ReasonIDMissing: a scheme that signs the sender's message id (Standard
+	// Webhooks) got no id header.
+	ReasonIDMissing = "id_missing"
 )
 
 // unauthorized and malformed build the two kinds of rejection.

@@ -1,0 +1,33 @@
+package verify
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Hotmart and Hubla, Brazilian sales platforms, send a static token in a
+// header on every webhook.
+
+// newHotmart: Hotmart's webhook 2.0 sends the account's hottok in
+// X-HOTMART-HOTTOK; the event's own id is the body's "id".
+func newHotmart(c Config) (Verifier, error) {
+	return headerToken("hotmart", "X-Hotmart-Hottok", c, jsonEventID("id"), nil)
+}
+
+// newHubla: Hubla sends the webhook token in x-hubla-token and a key that
+// stays the same across redeliveries in x-hubla-idempotency.
+func newHubla(c Config) (Verifier, error) {
+	return headerToken("hubla", "X-Hubla-Token", c, headerEventID("X-Hubla-Idempotency"),
+		func(h http.Header, _ []byte) { h.Set("X-Hubla-Idempotency", newID()) })
+}
+
+func hotmartSample(id string, now time.Time) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"creation_date":%d,"event":"PURCHASE_APPROVED","version":"2.0.0","data":{"product":{"id":0,"name":"hookinbox test product"},"buyer":{"email":"buyer@example.com","name":"Test Buyer"},"purchase":{"transaction":"HP%d","status":"APPROVED","price":{"value":97.0,"currency_value":"BRL"}}}}`,
+		id, now.UnixMilli(), now.UnixNano()%1e14)
+}
+
+func hublaSample(id string, now time.Time) []byte {
+	return fmt.Appendf(nil, `{"type":"invoice.payment_succeeded","version":"2.0.0","event":{"product":{"id":"hookinbox-test","name":"hookinbox test product"},"invoice":{"id":%q,"status":"paid","amount":{"totalCents":9700},"paidAt":%q},"user":{"email":"buyer@example.com"}}}`,
+		id, now.UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,111 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// stripeVerifier checks Stripe's Stripe-Signature header:
+//
+//	Stripe-Signature: t=1492774577,v1=5257a869…,v1=…,v0=…
+//
+// Each v1 is the hex HMAC-SHA256 of "<t>.<body>" under the endpoint's
+// signing secret (whsec_…). While a secret is being rolled Stripe sends
+// one v1 per live secret; one match is enough. The event id is the body's
+// "id".
+type stripeVerifier struct {
+	keys   [][]byte
+	window time.Duration
+}
+
+func newStripe(c Config) (Verifier, error) {
+	if err := needNo(c, allOptions...); err != nil {
+		return nil, err
+	}
+	return &stripeVerifier{keys: secretBytes(c.Secrets), window: window(c, 5*time.Minute)}, nil
+}
+
+func (v *stripeVerifier) Verify(r *Request) (Result, error) {
+	ts, sigs, rej := parseStripeSignature(r.Header.Get("Stripe-Signature"))
+	if rej != nil {
+		return Result{}, rej
+	}
+	signed, ok := unixSeconds(ts)
+	if !ok {
+		return Result{}, malformed(ReasonTimestampMalformed)
+	}
+	match := false
+	for _, sig := range sigs {
+		if anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, []byte(ts), []byte("."), r.Body) }) {
+			match = true
+		}
+	}
+	if !match {
+		return Result{}, unauthorized(ReasonSignatureMismatch)
+	}
+	if err := checkTime(signed, r.Now, v.window); err != nil {
+		return Result{}, err
+	}
+	return Result{Scheme: "stripe", EventID: KeyFromJSON(r.Body, "id")}, nil
+}
+
+// parseStripeSignature splits a Stripe-Signature header into its
+// timestamp and its decodable v1 signatures. Unknown keys (v0, future
+// versions) are skipped, as Stripe's own libraries do.
+func parseStripeSignature(header string) (ts string, sigs [][]byte, rej *Rejection) {
+	if header == "" {
+		return "", nil, unauthorized(ReasonSignatureMissing)
+	}
+	sawV1 := false
+	for _, pair := range strings.Split(header, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return "", nil, malformed(ReasonSignatureMalformed)
+		}
+		switch k {
+		case "t":
+			if ts != "" {
+				return "", nil, malformed(ReasonSignatureMalformed)
+			}
+			ts = val
+			if ts == "" {
+				return "", nil, malformed(ReasonTimestampMalformed)
+			}
+		case "v1":
+			sawV1 = true
+			if sig, err := hex.DecodeString(val); err == nil && len(sig) == sha256.Size {
+				sigs = append(sigs, sig)
+			}
+		}
+	}
+	switch {
+	case ts == "":
+		return "", nil, malformed(ReasonSignatureMalformed)
+	case !sawV1:
+		return "", nil, unauthorized(ReasonSignatureMissing)
+	case len(sigs) == 0:
+		return "", nil, malformed(ReasonSignatureMalformed)
+	}
+	return ts, sigs, nil
+}
+
+func (v *stripeVerifier) sign(body []byte, _ *url.URL, now time.Time) (http.Header, error) {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := mac(sha256.New, v.keys[0], []byte(ts), []byte("."), body)
+	h := http.Header{}
+	h.Set("Stripe-Signature", "t="+ts+",v1="+hex.EncodeToString(sig))
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	return h, nil
+}
+
+func stripeSample(id string, now time.Time) []byte {
+	id = strings.ReplaceAll(id, "-", "")
+	return fmt.Appendf(nil, `{"id":"evt_%s","object":"event","api_version":"2025-09-30.clover","created":%d,"data":{"object":{"id":"pi_%s","object":"payment_intent","amount":2000,"currency":"usd","status":"succeeded"}},"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},"type":"payment_intent.succeeded"}`,
+		id[:24], now.Unix(), id[8:32])
+}
