@@ -1,0 +1,230 @@
+package deliver
+
+import (
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+// claimErrorWait is how long a dispatcher waits before claiming again after
+// the store failed to answer, so a broken store is not spun on.
+const claimErrorWait = time.Second
+
+// inbox is one inbox's dispatcher and the state its attempts share.
+type inbox struct {
+	svc      *Service
+	name     string
+	settings atomic.Pointer[settings]
+	breaker  *breaker
+
+	// running counts this inbox's attempts in flight: the dispatcher adds,
+	// the attempts subtract when they are done.
+	running atomic.Int64
+
+	// changed (new settings) and finished (an attempt is done) wake the
+	// dispatcher. Capacity 1: one pending signal is as good as many, since
+	// the dispatcher looks at the whole state when it wakes.
+	changed  chan struct{}
+	finished chan struct{}
+	// quit is closed when the inbox is no longer configured or the service
+	// stops.
+	quit chan struct{}
+}
+
+func newInbox(s *Service, name string, set *settings) *inbox {
+	in := &inbox{
+		svc:      s,
+		name:     name,
+		breaker:  newBreaker(s.breakerThreshold, s.breakerCooldown, s.breakerMaxCooldown),
+		changed:  make(chan struct{}, 1),
+		finished: make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+	}
+	in.settings.Store(set)
+	return in
+}
+
+// setSettings swaps in new settings; the next claim and the next attempt
+// use them (an attempt in flight keeps the ones it started with).
+func (in *inbox) setSettings(set *settings) {
+	in.settings.Store(set)
+	signal(in.changed)
+}
+
+// signal wakes whoever waits on c without ever blocking the sender.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// run is the dispatcher: it claims what may be started now, then sleeps
+// until something can change that: an event becomes due (the store's wake,
+// or the timer for the next due time), an attempt finishes, the breaker's
+// cooldown ends, or the settings change.
+func (in *inbox) run() {
+	wake := in.svc.queue.Wake(in.name)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-in.quit:
+			return
+		default:
+		}
+		if at := in.dispatch(); at.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(time.Until(at))
+		}
+		select {
+		case <-in.quit:
+			return
+		case <-wake:
+		case <-in.changed:
+		case <-in.finished:
+		case <-timer.C:
+		}
+	}
+}
+
+// dispatch starts attempts up to the limit of the settings and the breaker.
+// It returns when to look again without being signalled: the next due time,
+// the end of the breaker's cooldown, or zero for never.
+func (in *inbox) dispatch() time.Time {
+	set := in.settings.Load()
+	if set.forward == nil {
+		return time.Time{}
+	}
+	limit := int64(set.Concurrency)
+	bl, until, halfOpened := in.breaker.allow(time.Now())
+	if halfOpened {
+		in.svc.log().Info("circuit breaker half open; probing with one event", zap.String("inbox", in.name))
+	}
+	if bl == 0 {
+		return until
+	}
+	if bl > 0 && int64(bl) < limit {
+		limit = int64(bl)
+	}
+	for in.running.Load() < limit {
+		now := time.Now()
+		e, next, err := in.svc.queue.Claim(in.name, now, set.Ordered)
+		if err != nil {
+			in.svc.log().Error("claiming an event", zap.String("inbox", in.name), zap.Error(err))
+			return now.Add(claimErrorWait)
+		}
+		if e == nil {
+			return next
+		}
+		in.start(e)
+	}
+	return time.Time{}
+}
+
+// start runs one attempt on its own goroutine.
+func (in *inbox) start(e *store.Event) {
+	s := in.svc
+	in.running.Add(1)
+	s.running.Add(1)
+	s.attempts.Add(1)
+	go func() {
+		defer s.attempts.Done()
+		defer signal(in.finished)
+		defer s.running.Add(-1)
+		defer in.running.Add(-1)
+		in.deliver(e)
+	}()
+}
+
+// deliver makes one attempt at e, records it and tells the hooks.
+func (in *inbox) deliver(e *store.Event) {
+	s := in.svc
+	set := in.settings.Load()
+	log := s.log().With(zap.String("inbox", in.name), zap.String("id", e.ID))
+	if set.forward == nil {
+		s.queue.Release(e.ID)
+		return
+	}
+
+	res := s.attempt(s.ctx, set, e)
+	a := res.attempt
+	log = log.With(zap.Int("attempt", a.N))
+	if res.cancelled {
+		// Stopping: this was no attempt of the application's making, so it
+		// is not recorded and the event is delivered again after the restart.
+		s.queue.Release(e.ID)
+		log.Info("delivery cancelled by shutdown; released for redelivery")
+		return
+	}
+
+	next := schedule(set, e.Attempts, a, res.retryAfter, time.Now())
+	if err := s.queue.Record(e.ID, a, next); err != nil {
+		// Without a record the event must not stay leased for ever: let
+		// it be claimed again (the application may see it twice, which
+		// at-least-once allows).
+		log.Error("recording an attempt", zap.String("outcome", a.Outcome), zap.Error(err))
+		s.queue.Release(e.ID)
+		return
+	}
+
+	e.Attempts = a.N
+	switch {
+	case next.Delivered:
+		e.State, e.FinishedAt, e.NextAttemptAt = store.Delivered, a.At.Add(a.Duration), time.Time{}
+	case next.Dead:
+		e.State, e.FinishedAt, e.NextAttemptAt = store.Dead, a.At.Add(a.Duration), time.Time{}
+	default:
+		e.State, e.NextAttemptAt = store.Pending, next.RetryAt
+	}
+
+	fields := []zap.Field{
+		zap.String("outcome", a.Outcome),
+		zap.Int("status", a.Status),
+		zap.Duration("duration", a.Duration),
+	}
+	if a.Error != "" {
+		fields = append(fields, zap.String("error", a.Error))
+	}
+	switch {
+	case next.Delivered:
+		log.Debug("delivered", fields...)
+	case next.Dead:
+		log.Error("delivery failed; no attempt left, event is dead", fields...)
+	default:
+		log.Warn("delivery failed; will retry", append(fields, zap.Time("retry_at", next.RetryAt))...)
+	}
+
+	if h := s.hooks.Attempt; h != nil {
+		h(in.name, e, a)
+	}
+	if h := s.hooks.Delivered; h != nil && next.Delivered {
+		h(in.name, e)
+	}
+	if h := s.hooks.Dead; h != nil && next.Dead {
+		h(in.name, e)
+	}
+
+	// The breaker changes last, after the store has the attempt, so a probe's
+	// result is durable before the backlog is let through.
+	switch in.breaker.record(a.Outcome, time.Now()) {
+	case opened:
+		log.Warn("application looks down; circuit breaker open",
+			zap.Int("failures", in.breaker.state().Failures), zap.Time("until", in.breaker.reopenAt()))
+		if h := s.hooks.Breaker; h != nil {
+			h(in.name, true)
+		}
+	case reopened:
+		log.Warn("probe failed; circuit breaker open again", zap.Time("until", in.breaker.reopenAt()))
+	case closed:
+		log.Info("application answers again; circuit breaker closed")
+		if h := s.hooks.Breaker; h != nil {
+			h(in.name, false)
+		}
+	}
+}

@@ -1,0 +1,291 @@
+// Package deliver forwards stored events to the application.
+//
+// A [Service] runs one dispatcher per inbox. The dispatcher claims due events
+// from the store ([Queue]), runs up to the inbox's concurrency of attempts at
+// once, classifies each attempt's outcome, records it with what happens next
+// (delivered, retry at a time, or dead) and tells the caller through [Hooks].
+// The retry schedule lives in the store, not here: a process restart loses
+// nothing but the attempts in flight, which the store hands out again.
+//
+// A circuit breaker per inbox stops claiming while the application is known
+// to be down, so that a backlog's retries are not spent against a dead
+// backend; it then probes with one event at a time.
+//
+// This is the only package that imports go-retryablehttp. It is used for one
+// narrow job: to resend at once a request that failed because a reused
+// keep-alive connection had been closed by the application. Every other
+// retry is the store's.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"go.uber.org/zap"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+// Queue is what delivery needs of the store (satisfied by *store.DB).
+type Queue interface {
+	// Wake returns a channel (capacity 1) signalled when an event of the
+	// inbox becomes due now.
+	Wake(inbox string) <-chan struct{}
+	// Claim leases the next event of the inbox due at or before now. With
+	// ordered, only the oldest unfinished event may be claimed, and only when
+	// nothing of the inbox is leased. When nothing is due it returns nil and
+	// the next due time (zero if none).
+	Claim(inbox string, now time.Time, ordered bool) (*store.Event, time.Time, error)
+	// Record stores an attempt and what happens next, and ends the lease.
+	Record(id string, a store.Attempt, next store.Next) error
+	// Release ends a lease without an attempt: the event is due again.
+	Release(id string)
+}
+
+// Inbox is one inbox's delivery settings, as configured.
+//
+// Zero values that make no sense get the documented defaults (Method,
+// Timeout, Concurrency); an empty Retry means no retry at all, and an empty
+// Success means any 2xx.
+type Inbox struct {
+	Name        string
+	Forward     string // absolute URL
+	Method      string // default POST
+	Timeout     time.Duration
+	Retry       []time.Duration // waits after each failed attempt
+	Success     []int           // statuses that count as delivered; empty: any 2xx
+	Concurrency int
+	Ordered     bool
+}
+
+// Defaults for the zero values of Inbox.
+const (
+	defaultMethod      = http.MethodPost
+	defaultTimeout     = 30 * time.Second
+	defaultConcurrency = 4
+)
+
+// Hooks let the caller observe delivery (metrics, Caddy events). Any may be
+// nil. They are called from the attempt's goroutine, after the attempt is
+// recorded, so they must not block for long.
+type Hooks struct {
+	Attempt   func(inbox string, e *store.Event, a store.Attempt)
+	Delivered func(inbox string, e *store.Event)
+	Dead      func(inbox string, e *store.Event)
+	Breaker   func(inbox string, open bool)
+}
+
+// BreakerState is one inbox's circuit breaker, for the admin API.
+type BreakerState struct {
+	State    string // "closed", "open", "half_open"
+	Since    time.Time
+	Failures int // consecutive failures counted toward opening
+}
+
+// Service delivers the events of every configured inbox. It is meant to
+// live for the whole process, across config reloads: Configure swaps the
+// settings in, Stop ends it.
+type Service struct {
+	queue  Queue
+	hooks  Hooks
+	logger atomic.Pointer[zap.Logger]
+
+	transport *http.Transport
+	client    *retryablehttp.Client
+
+	// ctx is the parent of every attempt; cancelled by Stop once its grace
+	// period is over.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// breaker tuning; tests shorten them before the first Configure.
+	breakerThreshold   int
+	breakerCooldown    time.Duration
+	breakerMaxCooldown time.Duration
+
+	mu       sync.Mutex
+	inboxes  map[string]*inbox
+	stopped  bool
+	dispatch sync.WaitGroup // dispatcher goroutines
+	attempts sync.WaitGroup // attempts in flight, across all inboxes
+	running  atomic.Int64   // the same, counted for the logs
+}
+
+// New returns a Service that delivers what q holds. No inbox is delivered
+// before Configure.
+func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
+	s := &Service{
+		queue:              q,
+		hooks:              hooks,
+		inboxes:            make(map[string]*inbox),
+		breakerThreshold:   5,
+		breakerCooldown:    5 * time.Second,
+		breakerMaxCooldown: 5 * time.Minute,
+	}
+	s.SetLogger(logger)
+	s.transport = newTransport()
+	s.client = newClient(s.transport)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// SetLogger makes l the logger of everything that follows; the active Caddy
+// config's logger changes on reload and the old one's writers may be closed.
+func (s *Service) SetLogger(l *zap.Logger) {
+	if l == nil {
+		l = zap.NewNop()
+	}
+	s.logger.Store(l)
+}
+
+func (s *Service) log() *zap.Logger { return s.logger.Load() }
+
+// Configure makes inboxes the set being delivered. It may be called any
+// number of times: an inbox already running gets the new settings (its next
+// attempt uses them) and keeps its one dispatcher, a new inbox gets a
+// dispatcher, and an inbox no longer listed stops being claimed (its events
+// stay stored; attempts in flight finish).
+func (s *Service) Configure(inboxes []Inbox) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		s.log().Warn("delivery is stopped; configuration ignored")
+		return
+	}
+	seen := make(map[string]bool, len(inboxes))
+	for _, cfg := range inboxes {
+		seen[cfg.Name] = true
+		set, err := newSettings(cfg)
+		if err != nil {
+			// The glue validates the URL at provisioning; should one slip
+			// through, the inbox's events stay pending rather than fail.
+			s.log().Error("inbox not delivered: invalid forward URL",
+				zap.String("inbox", cfg.Name), zap.Error(err))
+		}
+		if in, ok := s.inboxes[cfg.Name]; ok {
+			in.setSettings(set)
+			continue
+		}
+		in := newInbox(s, cfg.Name, set)
+		s.inboxes[cfg.Name] = in
+		s.dispatch.Add(1)
+		go func() {
+			defer s.dispatch.Done()
+			in.run()
+		}()
+	}
+	for name, in := range s.inboxes {
+		if !seen[name] {
+			close(in.quit)
+			delete(s.inboxes, name)
+		}
+	}
+}
+
+// Stop ends delivery. It stops claiming at once, then waits for the attempts
+// in flight until ctx is done; what is still in flight then is cancelled and
+// released to the store, to be delivered again later. When Stop returns, the
+// queue is no longer used. Configure after Stop does nothing.
+func (s *Service) Stop(ctx context.Context) {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	for name, in := range s.inboxes {
+		close(in.quit)
+		delete(s.inboxes, name)
+	}
+	s.mu.Unlock()
+
+	// After the dispatchers are gone no attempt can start, so the wait
+	// below cannot miss one.
+	s.dispatch.Wait()
+	done := make(chan struct{})
+	go func() {
+		s.attempts.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log().Warn("stopping with deliveries in flight; they will be redelivered",
+			zap.Int64("in_flight", s.running.Load()))
+		s.cancel()
+		// Cancelled attempts only release their lease, which is local and
+		// quick; the store must not be used after Stop returns.
+		<-done
+	}
+	s.cancel()
+	s.transport.CloseIdleConnections()
+}
+
+// Breakers reports the circuit breaker of every configured inbox.
+func (s *Service) Breakers() map[string]BreakerState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]BreakerState, len(s.inboxes))
+	for name, in := range s.inboxes {
+		m[name] = in.breaker.state()
+	}
+	return m
+}
+
+// settings is an Inbox with its defaults applied and its URL parsed.
+type settings struct {
+	Inbox
+	forward *url.URL // nil when Forward is invalid: nothing is claimed
+	success map[int]bool
+}
+
+func newSettings(cfg Inbox) (*settings, error) {
+	set := &settings{Inbox: cfg}
+	if set.Method == "" {
+		set.Method = defaultMethod
+	}
+	if set.Timeout <= 0 {
+		set.Timeout = defaultTimeout
+	}
+	if set.Concurrency <= 0 {
+		set.Concurrency = defaultConcurrency
+	}
+	if set.Ordered {
+		set.Concurrency = 1
+	}
+	if len(set.Success) > 0 {
+		set.success = make(map[int]bool, len(set.Success))
+		for _, code := range set.Success {
+			set.success[code] = true
+		}
+	}
+	u, err := url.Parse(cfg.Forward)
+	if err != nil {
+		// The url.Error would quote the URL, credentials and all.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return set, fmt.Errorf("forward URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return set, fmt.Errorf("forward URL %s: %w", redact(u), errNotAbsolute)
+	}
+	set.forward = u
+	return set, nil
+}
+
+// delivered tells whether status counts as delivered.
+func (set *settings) delivered(status int) bool {
+	if set.success != nil {
+		return set.success[status]
+	}
+	return status >= 200 && status <= 299
+}
