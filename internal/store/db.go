@@ -1,0 +1,273 @@
+// Package store is the durable queue and history of hookinbox, kept in an
+// embedded Badger database. It is the only package that imports Badger.
+//
+// Every mutation goes through one writer goroutine that commits concurrent
+// requests together (group commit, one fsync per batch); reads (Claim, Get,
+// List) run on Badger snapshots. Leases of events being delivered live in
+// memory only, so after a crash an event in flight is simply due again.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+)
+
+// ErrNotFound is returned for an unknown event id.
+var ErrNotFound = errors.New("event not found")
+
+// errClosed is returned by calls made after Close.
+var errClosed = errors.New("inbox store is closed")
+
+// Options tune a DB.
+type Options struct {
+	// Retention: how long delivered and dead events stay in history.
+	// Zero or less keeps them until they are deleted.
+	Retention time.Duration
+	// Logger receives Badger's own log lines and the store's. Nil: none.
+	Logger *zap.Logger
+	// MemTableSize is Badger's memtable size in bytes; default 32 MiB. It
+	// bounds one commit to 15% of it, and memory use to a few times it.
+	MemTableSize int64
+	// BlockCacheSize is Badger's block cache in bytes; default 32 MiB.
+	BlockCacheSize int64
+}
+
+// Query selects events for List.
+type Query struct {
+	// Inbox, if set, keeps the events of this inbox only.
+	Inbox string
+	// State, if set, keeps the events in this state only.
+	State State
+	// Since and Until, if set, keep the events received at or after Since
+	// and before Until.
+	Since time.Time
+	Until time.Time
+	// Limit is the page size: default 50, at most 1000.
+	Limit int
+	// Cursor is the previous page's cursor; empty for the first page.
+	Cursor string
+}
+
+// InboxStats describes one inbox's stored events.
+type InboxStats struct {
+	Inbox string
+	// Counts has an entry for each of the four states.
+	Counts map[State]int
+	// OldestPending is when the oldest pending event was received (zero if none).
+	OldestPending time.Time
+}
+
+// DB is an open store. Its methods are safe for concurrent use.
+type DB struct {
+	bdb    *badger.DB
+	dir    string
+	logger *zap.Logger
+
+	retention atomic.Int64 // time.Duration
+
+	// ops feeds the writer; closeMu guards sending on it against Close.
+	ops      chan *op
+	closeMu  sync.RWMutex
+	closed   bool
+	writerWG sync.WaitGroup
+	stop     chan struct{}
+	bgWG     sync.WaitGroup
+
+	// beforeCommit, if set (tests), runs before each commit; an error fails it.
+	beforeCommit func() error
+
+	mu sync.Mutex
+	// counts is the persisted count per inbox and stored state (a leased
+	// event counts as pending). Only the writer changes it, after a commit.
+	counts map[string]*[len(storedStates)]int
+	// leases: event id -> inbox, for events being delivered.
+	leases map[string]string
+	// leased: inbox -> number of leases.
+	leased map[string]int
+	wakes  map[string]chan struct{}
+	// dueHints and pendingHints: where Claim may start scanning an inbox's
+	// due index and pending index (see hint.go).
+	dueHints     map[string]*hint
+	pendingHints map[string]*hint
+
+	ids idSource
+}
+
+// Open opens (creating it if needed) the store in dir. It does not read the
+// backlog: only the per-inbox counters are loaded.
+func Open(dir string, opts Options) (*DB, error) {
+	logger := opts.Logger
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	bdb, err := badger.Open(badgerOptions(dir, opts, logger))
+	if err != nil {
+		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
+	}
+	db := &DB{
+		bdb:          bdb,
+		dir:          dir,
+		logger:       logger,
+		ops:          make(chan *op, 4096),
+		stop:         make(chan struct{}),
+		counts:       make(map[string]*[len(storedStates)]int),
+		leases:       make(map[string]string),
+		leased:       make(map[string]int),
+		wakes:        make(map[string]chan struct{}),
+		dueHints:     make(map[string]*hint),
+		pendingHints: make(map[string]*hint),
+	}
+	db.retention.Store(int64(opts.Retention))
+	if err := db.loadCounts(); err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
+	}
+	db.writerWG.Add(1)
+	go db.writer()
+	db.bgWG.Add(1)
+	go db.janitor()
+	return db, nil
+}
+
+// badgerOptions sizes Badger for a small machine (two cores, a few hundred
+// MB of memory for the whole server): see NOTES.md.
+func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options {
+	memTable := opts.MemTableSize
+	if memTable <= 0 {
+		memTable = 32 << 20
+	}
+	blockCache := opts.BlockCacheSize
+	if blockCache <= 0 {
+		blockCache = 32 << 20
+	}
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{logger.Named("badger").Sugar()}).
+		// Acknowledged means on disk: every commit is fsync'd. The writer
+		// batches so that the fsync is shared.
+		WithSyncWrites(true).
+		// One writer, and claims only read: there is nothing to conflict.
+		WithDetectConflicts(false).
+		WithMemTableSize(memTable).
+		// Each memtable is preallocated; five (the default) would cost 160 MB.
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithNumCompactors(2).
+		WithValueLogFileSize(64 << 20).
+		WithCompression(options.Snappy).
+		WithBlockCacheSize(blockCache).
+		WithIndexCacheSize(16 << 20).
+		// Bodies and metas of 1 KiB and more go to the value log, so the LSM
+		// tree holds the small index keys and compaction stays cheap. Must
+		// stay below 15% of the memtable (Badger's batch limit).
+		WithValueThreshold(1 << 10).
+		WithMetricsEnabled(false)
+}
+
+// Close stops the writer and the janitor and closes the database. Calls
+// made after Close fail.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	close(db.ops)
+	close(db.stop)
+	db.closeMu.Unlock()
+	db.writerWG.Wait()
+	db.bgWG.Wait()
+	if err := db.bdb.Close(); err != nil {
+		return fmt.Errorf("closing inbox store %s: %w", db.dir, err)
+	}
+	return nil
+}
+
+// SetRetention changes how long finished events are kept, e.g. on a config reload.
+func (db *DB) SetRetention(d time.Duration) { db.retention.Store(int64(d)) }
+
+// loadCounts reads the persisted counters into memory.
+func (db *DB) loadCounts() error {
+	return db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: countPrefix(), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			inbox, s, ok := parseCountKey(item.Key())
+			if !ok || s == "" {
+				continue
+			}
+			var n int
+			err := item.Value(func(v []byte) error {
+				var err error
+				n, err = decodeCount(v)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("reading counter of inbox %q: %w", inbox, err)
+			}
+			db.countsOf(inbox)[stateIndex(s)] = n
+		}
+		return nil
+	})
+}
+
+// countsOf returns the counters of inbox, creating them. Callers hold db.mu
+// (or are Open, before any other goroutine runs).
+func (db *DB) countsOf(inbox string) *[len(storedStates)]int {
+	c := db.counts[inbox]
+	if c == nil {
+		c = new([len(storedStates)]int)
+		db.counts[inbox] = c
+	}
+	return c
+}
+
+func stateIndex(s State) int {
+	for i, st := range storedStates {
+		if st == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// badgerLogger routes Badger's log lines into zap. Badger is chatty at info
+// level (every compaction and file replay), so info goes to debug.
+type badgerLogger struct{ l *zap.SugaredLogger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trimf(f, a)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimf(f, a)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trimf(f, a)) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trimf(f, a)) }
+
+func trimf(f string, a []any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
+
+// submit hands o to the writer and waits for its commit.
+func (db *DB) submit(ctx context.Context, o *op) error {
+	db.closeMu.RLock()
+	if db.closed {
+		db.closeMu.RUnlock()
+		return errClosed
+	}
+	db.ops <- o
+	db.closeMu.RUnlock()
+	select {
+	case err := <-o.done:
+		return err
+	case <-ctx.Done():
+		// The op may still commit; for an enqueue the sender's retry is
+		// then caught by the dedupe key.
+		return ctx.Err()
+	}
+}

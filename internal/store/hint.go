@@ -1,0 +1,89 @@
+package store
+
+import (
+	"bytes"
+	"sync"
+)
+
+// hint remembers where a scan of one inbox's index may start, so that Claim
+// does not walk again over the deletion markers of events already delivered
+// (Badger keeps them until compaction, and a drained backlog of a million
+// events leaves a million of them at the head of the index).
+//
+// Invariant: no live key of the index sorts before pos. A scan that found
+// its first live key at head may move pos up to head, but a key committed
+// while the scan ran may be missing from its snapshot; so the writer, after
+// each commit, lowers pos to what it inserted and also records it in lowered
+// while scans are in flight, and a scan never moves pos above lowered.
+type hint struct {
+	mu      sync.Mutex
+	pos     []byte // key suffix after the index prefix; nil: the start
+	scans   int
+	lowered []byte
+}
+
+// past sorts after every key suffix of the indexes (ids and big-endian
+// times never start with 0xff).
+var past = []byte{0xff}
+
+func (db *DB) hintFor(m map[string]*hint, inbox string) *hint {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	h := m[inbox]
+	if h == nil {
+		h = new(hint)
+		m[inbox] = h
+	}
+	return h
+}
+
+// begin registers a scan and returns where it may start.
+func (h *hint) begin() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scans++
+	if h.scans == 1 {
+		h.lowered = nil
+	}
+	return h.pos
+}
+
+// end closes a scan that found its first live key at head (nil: none).
+func (h *hint) end(head []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scans--
+	if head == nil {
+		head = past
+	}
+	if h.lowered != nil && bytes.Compare(h.lowered, head) < 0 {
+		head = h.lowered
+	}
+	h.pos = head
+}
+
+// abort closes a scan that failed, leaving pos where it was.
+func (h *hint) abort() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scans--
+}
+
+// peek returns pos without registering a scan: fine for a read that does not move it.
+func (h *hint) peek() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pos
+}
+
+// lower records that suffix was inserted (called after the commit).
+func (h *hint) lower(suffix []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pos != nil && bytes.Compare(suffix, h.pos) < 0 {
+		h.pos = suffix
+	}
+	if h.scans > 0 && (h.lowered == nil || bytes.Compare(suffix, h.lowered) < 0) {
+		h.lowered = suffix
+	}
+}

@@ -1,0 +1,224 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
+)
+
+// Get returns an event with its body and every attempt, oldest first.
+func (db *DB) Get(id string) (*Event, []Attempt, error) {
+	var e *Event
+	var attempts []Attempt
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		var err error
+		if e, err = readMeta(txn, id); err != nil {
+			return err
+		}
+		if e.Body, err = readBody(txn, id); err != nil {
+			return err
+		}
+		prefix := attemptPrefix(id)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 16})
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			var a Attempt
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+				return fmt.Errorf("reading attempt of event %s: %w", id, err)
+			}
+			attempts = append(attempts, a)
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("getting event %s: %w", id, err)
+	}
+	db.showLease(e)
+	return e, attempts, nil
+}
+
+// showLease turns the stored state of a leased event into Delivering.
+func (db *DB) showLease(e *Event) {
+	if e.State != Pending {
+		return
+	}
+	db.mu.Lock()
+	_, leased := db.leases[e.ID]
+	db.mu.Unlock()
+	if leased {
+		e.State = Delivering
+	}
+}
+
+// List returns events newest first (by arrival), without bodies, and the
+// cursor of the next page ("" on the last page). Since is inclusive, Until
+// exclusive.
+func (db *DB) List(q Query) ([]*Event, string, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	var prefix []byte
+	indexState := q.State
+	if indexState == Delivering {
+		indexState = Pending // leases are in memory: filter the pending events
+	}
+	if q.State != "" && stateByte(indexState) == 0 {
+		return nil, "", fmt.Errorf("listing events: unknown state %q", q.State)
+	}
+	switch {
+	case q.Inbox != "" && q.State != "":
+		prefix = statePrefix(q.Inbox, indexState)
+	case q.Inbox != "":
+		prefix = inboxPrefix(q.Inbox)
+	case q.State != "":
+		prefix = allStatePrefix(indexState)
+	default:
+		prefix = key(tableMeta)
+	}
+	// Ids sort by arrival time (to the millisecond), so the time bounds are
+	// key bounds; the exact times are checked on the metas.
+	start := seekPast(prefix)
+	if !q.Until.IsZero() && !q.Until.Before(time.Unix(0, 0)) {
+		var last ulid.ULID
+		for i := range last {
+			last[i] = 0xff
+		}
+		if err := last.SetTime(ulid.Timestamp(q.Until)); err == nil {
+			start = append(bytes.Clone(prefix), last.String()...)
+		}
+	}
+	if q.Cursor != "" {
+		if _, err := ulid.ParseStrict(q.Cursor); err != nil {
+			return nil, "", fmt.Errorf("listing events: invalid cursor")
+		}
+		if c := append(bytes.Clone(prefix), q.Cursor...); bytes.Compare(c, start) < 0 {
+			start = c
+		}
+	}
+	var sinceMS uint64
+	if !q.Since.IsZero() && q.Since.After(time.Unix(0, 0)) {
+		sinceMS = ulid.Timestamp(q.Since)
+	}
+
+	var events []*Event
+	more := false
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			id := idSuffix(it.Item().Key())
+			if id == q.Cursor {
+				continue
+			}
+			u, err := ulid.ParseStrict(id)
+			if err != nil {
+				continue
+			}
+			if u.Time() < sinceMS {
+				return nil
+			}
+			e, err := readMeta(txn, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !q.Since.IsZero() && e.ReceivedAt.Before(q.Since) ||
+				!q.Until.IsZero() && !e.ReceivedAt.Before(q.Until) {
+				continue
+			}
+			db.showLease(e)
+			if q.State != "" && e.State != q.State {
+				continue
+			}
+			if len(events) == limit {
+				more = true
+				return nil
+			}
+			events = append(events, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("listing events: %w", err)
+	}
+	if !more {
+		return events, "", nil
+	}
+	return events, events[len(events)-1].ID, nil
+}
+
+// Inboxes returns each inbox's counts by state and its oldest pending event's
+// arrival time, sorted by inbox name. Counts come from memory; the oldest
+// pending event is one seek per inbox.
+func (db *DB) Inboxes() ([]InboxStats, error) {
+	db.mu.Lock()
+	stats := make([]InboxStats, 0, len(db.counts))
+	for inbox, c := range db.counts {
+		leased := db.leased[inbox]
+		stats = append(stats, InboxStats{
+			Inbox: inbox,
+			Counts: map[State]int{
+				Pending:    max(c[stateIndex(Pending)]-leased, 0),
+				Delivering: leased,
+				Delivered:  c[stateIndex(Delivered)],
+				Dead:       c[stateIndex(Dead)],
+			},
+		})
+	}
+	db.mu.Unlock()
+	slices.SortFunc(stats, func(a, b InboxStats) int {
+		if a.Inbox < b.Inbox {
+			return -1
+		}
+		if a.Inbox > b.Inbox {
+			return 1
+		}
+		return 0
+	})
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		for i := range stats {
+			s := &stats[i]
+			if s.Counts[Pending]+s.Counts[Delivering] == 0 {
+				continue
+			}
+			prefix := statePrefix(s.Inbox, Pending)
+			start := append(bytes.Clone(prefix), db.hintFor(db.pendingHints, s.Inbox).peek()...)
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+			it.Seek(start)
+			var id string
+			if it.ValidForPrefix(prefix) {
+				id = idSuffix(it.Item().Key())
+			}
+			it.Close()
+			if id == "" {
+				continue
+			}
+			e, err := readMeta(txn, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			s.OldestPending = e.ReceivedAt
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading inbox stats: %w", err)
+	}
+	return stats, nil
+}

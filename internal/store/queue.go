@@ -1,0 +1,437 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
+)
+
+// Enqueue stores e durably (fsync'd before it returns) as pending, due at
+// once, assigning e.ID (a ULID: ids sort by arrival) and ReceivedAt if zero.
+// If e.DedupeKey != "" and an event with the same (inbox, key) was stored
+// within dedupeWindow (> 0), it stores nothing and returns that event's id
+// with duplicate=true. Two concurrent copies store one: the check runs in the
+// writer, inside the transaction that would store the event.
+func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration) (id string, duplicate bool, err error) {
+	if e.Inbox == "" || strings.IndexByte(e.Inbox, 0) >= 0 {
+		return "", false, fmt.Errorf("enqueueing: invalid inbox name %q", e.Inbox)
+	}
+	now := time.Now()
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = now
+	}
+	e.ID = db.ids.next(e.ReceivedAt)
+	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = Pending, 0, now, time.Time{}
+	meta, err := json.Marshal(e)
+	if err != nil {
+		return "", false, fmt.Errorf("encoding event: %w", err)
+	}
+	body := e.Body
+	if body == nil {
+		body = []byte{}
+	}
+	dedupe := e.DedupeKey != "" && dedupeWindow > 0
+	var dk []byte
+	if dedupe {
+		dk = dedupeKey(e.Inbox, e.DedupeKey)
+	}
+	var dupID string
+	o := newOp(len(meta)+len(body)+256, func(b *batch) error {
+		dupID = ""
+		if dedupe {
+			stored, prev, err := readDedupe(b.txn, dk)
+			if err != nil {
+				return err
+			}
+			// Badger's TTL has one-second steps: the window is checked here.
+			if prev != "" && time.Since(stored) < dedupeWindow {
+				dupID = prev
+				return nil
+			}
+		}
+		writes := []struct{ k, v []byte }{
+			{metaKey(e.ID), meta},
+			{bodyKey(e.ID), body},
+			{dueKey(e.Inbox, now, e.ID), nil},
+			{stateKey(e.Inbox, Pending, e.ID), nil},
+			{allStateKey(Pending, e.ID), nil},
+			{inboxKey(e.Inbox, e.ID), nil},
+		}
+		for _, w := range writes {
+			if err := b.set(w.k, w.v); err != nil {
+				return err
+			}
+		}
+		if dedupe {
+			v := append(nanos(time.Now()), e.ID...)
+			// The TTL only reclaims space; round it up past the window.
+			ttl := dedupeWindow + 2*time.Second
+			if err := b.setEntry(badger.NewEntry(dk, v).WithTTL(ttl)); err != nil {
+				return err
+			}
+		}
+		b.count(e.Inbox, Pending, +1)
+		lowest(b.dueInserts, e.Inbox, dueKey(e.Inbox, now, e.ID)[len(duePrefix(e.Inbox)):])
+		lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
+		b.wakes[e.Inbox] = true
+		return nil
+	})
+	if err := db.submit(ctx, o); err != nil {
+		return "", false, fmt.Errorf("enqueueing event in inbox %s: %w", e.Inbox, err)
+	}
+	if dupID != "" {
+		return dupID, true, nil
+	}
+	return e.ID, false, nil
+}
+
+// readDedupe returns when a dedupe key was stored and for which event ("" if absent).
+func readDedupe(txn *badger.Txn, k []byte) (time.Time, string, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return time.Time{}, "", nil
+	}
+	if err != nil {
+		return time.Time{}, "", fmt.Errorf("reading dedupe key: %w", err)
+	}
+	var stored time.Time
+	var id string
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8+idLen {
+			return fmt.Errorf("dedupe entry of %d bytes", len(v))
+		}
+		stored, id = fromNanos(v[:8]), string(v[8:])
+		return nil
+	})
+	return stored, id, err
+}
+
+// Wake returns a channel (capacity 1, never closed) that is signalled
+// whenever an event of inbox may have become due: enqueue, replay, retry
+// scheduled, lease ended. A signal may be spurious; Claim tells.
+func (db *DB) Wake(inbox string) <-chan struct{} {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.wakeChan(inbox)
+}
+
+func (db *DB) wakeChan(inbox string) chan struct{} {
+	c := db.wakes[inbox]
+	if c == nil {
+		c = make(chan struct{}, 1)
+		db.wakes[inbox] = c
+	}
+	return c
+}
+
+func (db *DB) wake(inbox string) {
+	db.mu.Lock()
+	c := db.wakeChan(inbox)
+	db.mu.Unlock()
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Claim leases the next event of inbox due at or before now, with its body,
+// and marks it delivering. The lease is in memory only: after a crash the
+// event is pending again and is delivered again.
+//
+// ordered: only the oldest unfinished event of the inbox (arrival order) may
+// be claimed, and only while no event of the inbox is leased, so a failing
+// head holds the line.
+//
+// When nothing is claimable it returns nil and when the next event is due,
+// or the zero time if there is none (or, ordered, while the head is leased:
+// ending the lease wakes the inbox).
+func (db *DB) Claim(inbox string, now time.Time, ordered bool) (*Event, time.Time, error) {
+	// A lease taken on a stale snapshot (the event was finished meanwhile)
+	// is dropped and the scan retried; more than a few rounds means a storm
+	// of concurrent records, which the next wake-up will pick up.
+	for range 8 {
+		var id string
+		var next time.Time
+		var err error
+		if ordered {
+			id, next, err = db.findHead(inbox, now)
+		} else {
+			id, next, err = db.findDue(inbox, now)
+		}
+		if err != nil || id == "" {
+			return nil, next, err
+		}
+		e, err := db.loadLeased(id, now)
+		if err != nil {
+			db.endLease(id, false)
+			return nil, time.Time{}, err
+		}
+		if e != nil {
+			return e, time.Time{}, nil
+		}
+		db.endLease(id, false)
+	}
+	return nil, time.Time{}, nil
+}
+
+// findDue scans the due index from its hint and leases the first event due
+// at or before now that is not leased.
+func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
+	h := db.hintFor(db.dueHints, inbox)
+	prefix := duePrefix(inbox)
+	start := append(bytes.Clone(prefix), h.begin()...)
+	var head []byte
+	var found string
+	var next time.Time
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+			k := it.Item().Key()
+			suffix := k[len(prefix):]
+			if len(suffix) != 8+idLen {
+				continue
+			}
+			if head == nil {
+				head = bytes.Clone(suffix)
+			}
+			if due := fromNanos(suffix[:8]); due.After(now) {
+				next = due
+				return nil
+			}
+			if id := idSuffix(k); db.lease(id, inbox, false) {
+				found = id
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		h.abort()
+		return "", time.Time{}, fmt.Errorf("scanning due events of inbox %s: %w", inbox, err)
+	}
+	h.end(head)
+	return found, next, nil
+}
+
+// findHead leases the oldest pending event of an ordered inbox if it is due
+// and nothing of the inbox is leased.
+func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
+	db.mu.Lock()
+	busy := db.leased[inbox] > 0
+	db.mu.Unlock()
+	if busy {
+		return "", time.Time{}, nil
+	}
+	h := db.hintFor(db.pendingHints, inbox)
+	prefix := statePrefix(inbox, Pending)
+	start := append(bytes.Clone(prefix), h.begin()...)
+	var head []byte
+	var due time.Time
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		it.Seek(start)
+		if !it.ValidForPrefix(prefix) {
+			return nil
+		}
+		head = bytes.Clone(it.Item().Key()[len(prefix):])
+		e, err := readMeta(txn, string(head))
+		if err != nil {
+			return err
+		}
+		due = e.NextAttemptAt
+		return nil
+	})
+	if err != nil {
+		h.abort()
+		return "", time.Time{}, fmt.Errorf("reading the head of inbox %s: %w", inbox, err)
+	}
+	h.end(head)
+	if head == nil {
+		return "", time.Time{}, nil
+	}
+	if due.After(now) {
+		return "", due, nil
+	}
+	if !db.lease(string(head), inbox, true) {
+		return "", time.Time{}, nil
+	}
+	return string(head), time.Time{}, nil
+}
+
+// lease marks id as being delivered; exclusive: none of the inbox may be leased.
+func (db *DB) lease(id, inbox string, exclusive bool) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if _, ok := db.leases[id]; ok || (exclusive && db.leased[inbox] > 0) {
+		return false
+	}
+	db.leases[id] = inbox
+	db.leased[inbox]++
+	return true
+}
+
+// endLease ends the lease of id, if any, and wakes its inbox if asked.
+func (db *DB) endLease(id string, wake bool) {
+	db.mu.Lock()
+	inbox, ok := db.leases[id]
+	if ok {
+		delete(db.leases, id)
+		if db.leased[inbox]--; db.leased[inbox] <= 0 {
+			delete(db.leased, inbox)
+		}
+	}
+	db.mu.Unlock()
+	if ok && wake {
+		db.wake(inbox)
+	}
+}
+
+// loadLeased reads a just-leased event on a fresh snapshot and checks it is
+// still pending and due: the scan's snapshot may predate a Record that
+// finished it and ended its lease. Nil, nil: it is not claimable.
+func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
+	var e *Event
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		m, err := readMeta(txn, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if m.State != Pending || m.NextAttemptAt.After(now) {
+			return nil
+		}
+		if m.Body, err = readBody(txn, id); err != nil {
+			return err
+		}
+		m.State = Delivering
+		e = m
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading event %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// Record stores attempt a of event id, applies next (delivered, dead, or
+// pending again at next.RetryAt) and ends the lease. a.N, if zero, is the
+// event's attempt count plus one.
+func (db *DB) Record(id string, a Attempt, next Next) error {
+	o := newOp(2048+len(a.Response), func(b *batch) error {
+		e, err := b.getMeta(id)
+		if err != nil {
+			return err
+		}
+		att := a
+		if att.N <= 0 {
+			att.N = e.Attempts + 1
+		}
+		v, err := json.Marshal(att)
+		if err != nil {
+			return fmt.Errorf("encoding attempt: %w", err)
+		}
+		if err := b.set(attemptKey(id, att.N), v); err != nil {
+			return err
+		}
+		e.Attempts = max(e.Attempts, att.N)
+		now := time.Now()
+		switch {
+		case next.Delivered:
+			return b.transition(e, Delivered, time.Time{}, now)
+		case next.Dead:
+			return b.transition(e, Dead, time.Time{}, now)
+		default:
+			due := next.RetryAt
+			if due.IsZero() {
+				due = now
+			}
+			return b.transition(e, Pending, due, time.Time{})
+		}
+	})
+	// The lease ends after the commit, so the event is never claimable on a
+	// state older than this record; and even if the commit failed, so that
+	// it is retried rather than stuck.
+	o.after = func(bool) { db.endLease(id, true) }
+	if err := db.submit(context.Background(), o); err != nil {
+		return fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	return nil
+}
+
+// Release ends a lease with no attempt (a graceful stop): the event stays due.
+func (db *DB) Release(id string) { db.endLease(id, true) }
+
+// Pending is the number of pending and delivering events of inbox, from memory.
+func (db *DB) Pending(inbox string) int {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if c := db.counts[inbox]; c != nil {
+		return c[stateIndex(Pending)]
+	}
+	return 0
+}
+
+// readMeta reads an event's meta (no body, stored state).
+func readMeta(txn *badger.Txn, id string) (*Event, error) {
+	item, err := txn.Get(metaKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading event %s: %w", id, err)
+	}
+	e := new(Event)
+	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, e) }); err != nil {
+		return nil, fmt.Errorf("reading event %s: %w", id, err)
+	}
+	return e, nil
+}
+
+func readBody(txn *badger.Txn, id string) ([]byte, error) {
+	item, err := txn.Get(bodyKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading body of event %s: %w", id, err)
+	}
+	return item.ValueCopy(nil)
+}
+
+// idSource makes ULIDs that increase strictly within a millisecond, in the
+// order they are made: the pending index relies on it for arrival order.
+type idSource struct {
+	mu      sync.Mutex
+	entropy *ulid.MonotonicEntropy
+}
+
+func (s *idSource) next(t time.Time) string {
+	ms := ulid.Timestamp(t)
+	if t.Before(time.Unix(0, 0)) || ms > ulid.MaxTime() {
+		ms = ulid.Now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entropy == nil {
+		s.entropy = ulid.Monotonic(rand.Reader, 0)
+	}
+	id, err := ulid.New(ms, s.entropy)
+	if err != nil { // entropy overflow within one millisecond: start afresh
+		s.entropy = ulid.Monotonic(rand.Reader, 0)
+		id = ulid.MustNew(ms, s.entropy)
+	}
+	return id.String()
+}

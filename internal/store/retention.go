@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// janitorEvery is how often finished events past retention are removed
+// and the value log is compacted.
+const janitorEvery = time.Minute
+
+// janitor runs the retention sweep and value-log GC until Close.
+func (db *DB) janitor() {
+	defer db.bgWG.Done()
+	t := time.NewTicker(janitorEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.stop:
+			return
+		case now := <-t.C:
+			n, err := db.expire(now)
+			if err != nil {
+				db.logger.Error("removing events past retention", zap.Error(err))
+			} else if n > 0 {
+				db.logger.Info("removed events past retention", zap.Int("events", n))
+			}
+			db.collectGarbage()
+		}
+	}
+}
+
+// expire removes delivered and dead events finished before now minus the
+// retention, a page per commit, and returns how many it removed. Their
+// dedupe keys stay until their own TTL: a sender's late copy of an event
+// already delivered is still a duplicate.
+func (db *DB) expire(now time.Time) (int, error) {
+	retention := time.Duration(db.retention.Load())
+	if retention <= 0 {
+		return 0, nil
+	}
+	cutoff := now.Add(-retention)
+	stop := nanos(cutoff.Add(time.Nanosecond)) // finished at or before the cutoff
+	var after []byte
+	total := 0
+	for {
+		ids, err := db.scanFinished(after, stop)
+		if err != nil {
+			return total, fmt.Errorf("scanning finished events: %w", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		after = ids[len(ids)-1].suffix
+		n := 0
+		o := newOp(len(ids)*256, func(b *batch) error {
+			n = 0
+			for _, f := range ids {
+				e, err := b.getMeta(f.id)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				if e.State == Pending || e.FinishedAt.After(cutoff) {
+					continue // replayed since
+				}
+				if err := b.remove(e, false); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		if err := db.submit(context.Background(), o); err != nil {
+			return total, err
+		}
+		total += n
+	}
+}
+
+type finishedRef struct {
+	id     string
+	suffix []byte
+}
+
+func (db *DB) scanFinished(after, stop []byte) ([]finishedRef, error) {
+	prefix := finishedPrefix()
+	var refs []finishedRef
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		defer it.Close()
+		start := append(append([]byte{}, prefix...), after...)
+		for it.Seek(start); it.ValidForPrefix(prefix) && len(refs) < replayPage; it.Next() {
+			k := it.Item().Key()
+			suffix := k[len(prefix):]
+			if len(suffix) != 8+idLen || after != nil && string(suffix) == string(after) {
+				continue
+			}
+			if string(suffix[:8]) >= string(stop) {
+				break
+			}
+			refs = append(refs, finishedRef{id: idSuffix(k), suffix: append([]byte{}, suffix...)})
+		}
+		return nil
+	})
+	return refs, err
+}
+
+// collectGarbage rewrites value-log files that are at least half garbage
+// (metas rewritten by attempts, events removed), until none is.
+func (db *DB) collectGarbage() {
+	for {
+		err := db.bdb.RunValueLogGC(0.5)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			db.logger.Warn("value log garbage collection", zap.Error(err))
+		}
+		return
+	}
+}

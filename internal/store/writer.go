@@ -1,0 +1,320 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Group commit. One goroutine owns every mutation: it takes the first queued
+// op, drains whatever else is queued, applies them all in one transaction and
+// commits it with one fsync, then answers each caller. Under load, many
+// enqueues share a commit; alone, an enqueue waits for one fsync, as it would
+// anyway. A single writer also makes read-check-write sequences (dedupe,
+// counters, index moves) atomic without conflict detection.
+
+const (
+	// maxBatchOps and maxBatchBytes bound one commit, so that no caller waits
+	// behind an unbounded batch. Badger's own limit (15% of the memtable) is
+	// handled by splitting on ErrTxnTooBig.
+	maxBatchOps   = 1024
+	maxBatchBytes = 2 << 20
+)
+
+// op is one mutation waiting for the writer.
+type op struct {
+	// apply writes the op into b. It may run more than once (when a batch is
+	// split), each time in a fresh transaction, so it keeps its results in
+	// variables it overwrites. An error returned before any write fails this
+	// op alone; after a write, the batch is rebuilt without it.
+	apply func(b *batch) error
+	// size estimates the bytes the op writes.
+	size int
+	// after, if set, runs once when the op is answered, committed or not.
+	after func(committed bool)
+	done  chan error
+}
+
+func newOp(size int, apply func(b *batch) error) *op {
+	return &op{apply: apply, size: size, done: make(chan error, 1)}
+}
+
+func (o *op) answer(err error) {
+	if o.after != nil {
+		o.after(err == nil)
+	}
+	o.done <- err
+}
+
+// batch is one transaction of the writer and the in-memory effects to
+// apply once it commits.
+type batch struct {
+	db     *DB
+	txn    *badger.Txn
+	writes int
+	// delta: counter changes per inbox and state.
+	delta map[string]*[len(storedStates)]int
+	// dueInserts and pendingInserts: the smallest key suffix inserted per
+	// inbox into the due and pending indexes, to lower the scan hints.
+	dueInserts     map[string][]byte
+	pendingInserts map[string][]byte
+	wakes          map[string]bool
+}
+
+func (db *DB) newBatch() *batch {
+	return &batch{
+		db:             db,
+		txn:            db.bdb.NewTransaction(true),
+		delta:          make(map[string]*[len(storedStates)]int),
+		dueInserts:     make(map[string][]byte),
+		pendingInserts: make(map[string][]byte),
+		wakes:          make(map[string]bool),
+	}
+}
+
+func (b *batch) set(k, v []byte) error {
+	b.writes++
+	return b.txn.Set(k, v)
+}
+
+func (b *batch) setEntry(e *badger.Entry) error {
+	b.writes++
+	return b.txn.SetEntry(e)
+}
+
+func (b *batch) del(k []byte) error {
+	b.writes++
+	return b.txn.Delete(k)
+}
+
+func (b *batch) count(inbox string, s State, n int) {
+	d := b.delta[inbox]
+	if d == nil {
+		d = new([len(storedStates)]int)
+		b.delta[inbox] = d
+	}
+	d[stateIndex(s)] += n
+}
+
+func lowest(m map[string][]byte, inbox string, suffix []byte) {
+	if cur, ok := m[inbox]; !ok || string(suffix) < string(cur) {
+		m[inbox] = suffix
+	}
+}
+
+// getMeta reads an event's meta as of this transaction (its own writes included).
+func (b *batch) getMeta(id string) (*Event, error) {
+	return readMeta(b.txn, id)
+}
+
+func (b *batch) putMeta(e *Event) error {
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encoding event %s: %w", e.ID, err)
+	}
+	return b.set(metaKey(e.ID), v)
+}
+
+// transition moves a stored event to state to (due at due when pending,
+// finished at finished otherwise), keeping every index and counter in step,
+// and writes its meta.
+func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
+	from := e.State
+	if from == Pending {
+		if err := b.del(dueKey(e.Inbox, e.NextAttemptAt, e.ID)); err != nil {
+			return err
+		}
+	} else if err := b.del(finishedKey(e.FinishedAt, e.ID)); err != nil {
+		return err
+	}
+	if from != to {
+		for _, k := range [][]byte{stateKey(e.Inbox, from, e.ID), allStateKey(from, e.ID)} {
+			if err := b.del(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range [][]byte{stateKey(e.Inbox, to, e.ID), allStateKey(to, e.ID)} {
+			if err := b.set(k, nil); err != nil {
+				return err
+			}
+		}
+		b.count(e.Inbox, from, -1)
+		b.count(e.Inbox, to, +1)
+	}
+	e.State = to
+	if to == Pending {
+		e.NextAttemptAt, e.FinishedAt = due, time.Time{}
+		k := dueKey(e.Inbox, due, e.ID)
+		if err := b.set(k, nil); err != nil {
+			return err
+		}
+		lowest(b.dueInserts, e.Inbox, k[len(duePrefix(e.Inbox)):])
+		if from != Pending {
+			lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
+		}
+		b.wakes[e.Inbox] = true
+	} else {
+		e.NextAttemptAt, e.FinishedAt = time.Time{}, finished
+		if err := b.set(finishedKey(finished, e.ID), nil); err != nil {
+			return err
+		}
+	}
+	return b.putMeta(e)
+}
+
+// writer is the goroutine that owns all mutations; it ends when Close closes
+// db.ops, after committing whatever was queued.
+func (db *DB) writer() {
+	defer db.writerWG.Done()
+	ops := make([]*op, 0, maxBatchOps)
+	for first := range db.ops {
+		ops = append(ops[:0], first)
+		size := first.size
+	drain:
+		for len(ops) < maxBatchOps && size < maxBatchBytes {
+			select {
+			case o, ok := <-db.ops:
+				if !ok {
+					break drain
+				}
+				ops = append(ops, o)
+				size += o.size
+			default:
+				break drain
+			}
+		}
+		for rest := ops; len(rest) > 0; {
+			rest = rest[db.commit(rest):]
+		}
+		clear(ops)
+	}
+}
+
+// commit applies a prefix of ops in one transaction, commits it and answers
+// those ops. It returns how many ops it answered (at least one).
+func (db *DB) commit(ops []*op) int {
+	b := db.newBatch()
+	defer b.txn.Discard()
+	results := make([]error, len(ops))
+	for i, o := range ops {
+		before := b.writes
+		err := o.apply(b)
+		if err == nil {
+			continue
+		}
+		if b.writes == before && !errors.Is(err, badger.ErrTxnTooBig) {
+			results[i] = err // failed before writing: the batch is intact
+			continue
+		}
+		// The transaction holds part of op i: commit the ops before it on
+		// their own; op i then starts a fresh transaction.
+		if i > 0 {
+			b.txn.Discard()
+			return db.commit(ops[:i])
+		}
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			err = fmt.Errorf("event too large for one commit: %w", err)
+		}
+		o.answer(err)
+		return 1
+	}
+	if err := b.writeCounts(); err != nil {
+		if len(ops) > 1 && errors.Is(err, badger.ErrTxnTooBig) {
+			b.txn.Discard()
+			return db.commit(ops[:len(ops)/2])
+		}
+		db.failAll(ops, results, err)
+		return len(ops)
+	}
+	err := error(nil)
+	if db.beforeCommit != nil {
+		err = db.beforeCommit()
+	}
+	if err == nil {
+		err = b.txn.Commit()
+	}
+	if err != nil {
+		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
+		db.failAll(ops, results, err)
+		return len(ops)
+	}
+	db.applied(b)
+	for i, o := range ops {
+		o.answer(results[i])
+	}
+	return len(ops)
+}
+
+func (db *DB) failAll(ops []*op, results []error, err error) {
+	err = fmt.Errorf("committing to inbox store %s: %w", db.dir, err)
+	for i, o := range ops {
+		if results[i] != nil {
+			o.answer(results[i])
+		} else {
+			o.answer(err)
+		}
+	}
+}
+
+// writeCounts persists the counters this batch changed, in the same
+// transaction as the changes: the single writer keeps them exact.
+func (b *batch) writeCounts() error {
+	b.db.mu.Lock()
+	defer b.db.mu.Unlock()
+	for inbox, d := range b.delta {
+		cur := b.db.counts[inbox]
+		for i, n := range d {
+			if n == 0 {
+				continue
+			}
+			v := n
+			if cur != nil {
+				v += cur[i]
+			}
+			if err := b.set(countKey(inbox, storedStates[i]), encodeCount(v)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// applied makes a committed batch visible in memory: counters, scan hints,
+// then wake-ups, so a woken dispatcher finds the event.
+func (db *DB) applied(b *batch) {
+	db.mu.Lock()
+	for inbox, d := range b.delta {
+		c := db.countsOf(inbox)
+		for i, n := range d {
+			c[i] = max(c[i]+n, 0)
+		}
+	}
+	db.mu.Unlock()
+	for inbox, s := range b.dueInserts {
+		db.hintFor(db.dueHints, inbox).lower(s)
+	}
+	for inbox, s := range b.pendingInserts {
+		db.hintFor(db.pendingHints, inbox).lower(s)
+	}
+	for inbox := range b.wakes {
+		db.wake(inbox)
+	}
+}
+
+func encodeCount(n int) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(max(n, 0)))
+	return b[:]
+}
+
+func decodeCount(v []byte) (int, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("counter of %d bytes, want 8", len(v))
+	}
+	return int(binary.BigEndian.Uint64(v)), nil
+}
