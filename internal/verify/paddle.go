@@ -83,6 +83,8 @@ func parsePaddleSignature(header string) (ts string, sigs [][]byte, rej *Rejecti
 	switch {
 	case ts == "":
 		return "", nil, malformed(ReasonSignatureMalformed)
+	case !isDigits(ts):
+		return "", nil, malformed(ReasonTimestampMalformed)
 	case !sawH1:
 		return "", nil, unauthorized(ReasonSignatureMissing)
 	case len(sigs) == 0:

@@ -87,6 +87,8 @@ func parseStripeSignature(header string) (ts string, sigs [][]byte, rej *Rejecti
 	switch {
 	case ts == "":
 		return "", nil, malformed(ReasonSignatureMalformed)
+	case !isDigits(ts):
+		return "", nil, malformed(ReasonTimestampMalformed)
 	case !sawV1:
 		return "", nil, unauthorized(ReasonSignatureMissing)
 	case len(sigs) == 0:

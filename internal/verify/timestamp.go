@@ -8,13 +8,8 @@ import (
 // unixSeconds parses a signed timestamp in whole Unix seconds. Only
 // digits are accepted: no sign, no spaces, no fraction.
 func unixSeconds(s string) (time.Time, bool) {
-	if s == "" || len(s) > 18 {
+	if len(s) > 18 || !isDigits(s) {
 		return time.Time{}, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return time.Time{}, false
-		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
@@ -49,4 +44,17 @@ func checkTime(signed, now time.Time, w time.Duration) error {
 		return unauthorized(ReasonTimestampInFuture)
 	}
 	return nil
+}
+
+// isDigits reports whether s is a non-empty run of ASCII digits.
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
