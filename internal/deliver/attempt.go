@@ -327,6 +327,9 @@ func isTLS(err error) bool {
 	case errors.As(err, &op) && (op.Op == "remote error" || op.Op == "local error"):
 		// TLS alerts travel in unexported types wrapped this way.
 		return true
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// net/http's own words for an https forward to a plain HTTP port.
+		return true
 	}
 	return false
 }

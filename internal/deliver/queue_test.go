@@ -1,0 +1,221 @@
+package deliver
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+// fakeQueue is an in-memory Queue with the store's semantics: due times,
+// leases, and ordered head-of-line claims. It also checks that delivery
+// keeps the contract: never two leases on one event, Record and Release
+// only on a leased event.
+type fakeQueue struct {
+	t *testing.T
+
+	mu      sync.Mutex
+	seq     int
+	events  map[string]*fakeEvent
+	order   map[string][]string // inbox -> ids in arrival order
+	wake    map[string]chan struct{}
+	claims  int
+	release int
+}
+
+type fakeEvent struct {
+	store.Event
+	leased   bool
+	attempts []store.Attempt
+	nexts    []store.Next
+}
+
+func newFakeQueue(t *testing.T) *fakeQueue {
+	return &fakeQueue{
+		t:      t,
+		events: make(map[string]*fakeEvent),
+		order:  make(map[string][]string),
+		wake:   make(map[string]chan struct{}),
+	}
+}
+
+// add enqueues an event due now, as the handler would, and returns its id.
+func (q *fakeQueue) add(inbox string, e store.Event) string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.seq++
+	if e.ID == "" {
+		e.ID = fmt.Sprintf("ev%04d", q.seq)
+	}
+	e.Inbox = inbox
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = time.Now()
+	}
+	if e.Method == "" {
+		e.Method = http.MethodPost
+	}
+	if e.Header == nil {
+		e.Header = http.Header{}
+	}
+	e.State = store.Pending
+	e.NextAttemptAt = e.ReceivedAt
+	q.events[e.ID] = &fakeEvent{Event: e}
+	q.order[inbox] = append(q.order[inbox], e.ID)
+	q.signalLocked(inbox)
+	return e.ID
+}
+
+func (q *fakeQueue) wakeLocked(inbox string) chan struct{} {
+	c, ok := q.wake[inbox]
+	if !ok {
+		c = make(chan struct{}, 1)
+		q.wake[inbox] = c
+	}
+	return c
+}
+
+func (q *fakeQueue) signalLocked(inbox string) {
+	select {
+	case q.wakeLocked(inbox) <- struct{}{}:
+	default:
+	}
+}
+
+func (q *fakeQueue) Wake(inbox string) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.wakeLocked(inbox)
+}
+
+func (q *fakeQueue) Claim(inbox string, now time.Time, ordered bool) (*store.Event, time.Time, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.claims++
+	var next time.Time
+	if ordered {
+		for _, id := range q.order[inbox] {
+			if q.events[id].leased {
+				return nil, time.Time{}, nil
+			}
+		}
+		for _, id := range q.order[inbox] {
+			fe := q.events[id]
+			if fe.State != store.Pending {
+				continue
+			}
+			if fe.NextAttemptAt.After(now) {
+				return nil, fe.NextAttemptAt, nil
+			}
+			fe.leased = true
+			e := fe.Event
+			return &e, time.Time{}, nil
+		}
+		return nil, time.Time{}, nil
+	}
+	for _, id := range q.order[inbox] {
+		fe := q.events[id]
+		if fe.State != store.Pending || fe.leased {
+			continue
+		}
+		if fe.NextAttemptAt.After(now) {
+			if next.IsZero() || fe.NextAttemptAt.Before(next) {
+				next = fe.NextAttemptAt
+			}
+			continue
+		}
+		fe.leased = true
+		e := fe.Event
+		return &e, time.Time{}, nil
+	}
+	return nil, next, nil
+}
+
+func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fe, ok := q.events[id]
+	if !ok || !fe.leased {
+		q.t.Errorf("Record(%s) on an event not leased", id)
+		return store.ErrNotFound
+	}
+	if a.N != fe.Attempts+1 {
+		q.t.Errorf("Record(%s): attempt N = %d, want %d", id, a.N, fe.Attempts+1)
+	}
+	fe.leased = false
+	fe.Attempts = a.N
+	fe.attempts = append(fe.attempts, a)
+	fe.nexts = append(fe.nexts, next)
+	switch {
+	case next.Delivered:
+		fe.State, fe.FinishedAt = store.Delivered, time.Now()
+	case next.Dead:
+		fe.State, fe.FinishedAt = store.Dead, time.Now()
+	default:
+		fe.NextAttemptAt = next.RetryAt
+		if !next.RetryAt.After(time.Now()) {
+			q.signalLocked(fe.Inbox)
+		}
+	}
+	return nil
+}
+
+func (q *fakeQueue) Release(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fe, ok := q.events[id]
+	if !ok || !fe.leased {
+		q.t.Errorf("Release(%s) on an event not leased", id)
+		return
+	}
+	q.release++
+	fe.leased = false
+	q.signalLocked(fe.Inbox)
+}
+
+// get returns a snapshot of one event.
+func (q *fakeQueue) get(id string) fakeEvent {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fe := *q.events[id]
+	fe.attempts = append([]store.Attempt(nil), fe.attempts...)
+	fe.nexts = append([]store.Next(nil), fe.nexts...)
+	return fe
+}
+
+// finished counts the inbox's events delivered or dead.
+func (q *fakeQueue) finished(inbox string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, id := range q.order[inbox] {
+		if s := q.events[id].State; s == store.Delivered || s == store.Dead {
+			n++
+		}
+	}
+	return n
+}
+
+// ids returns the inbox's event ids in arrival order.
+func (q *fakeQueue) ids(inbox string) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]string(nil), q.order[inbox]...)
+}
+
+// leased counts the inbox's leased events.
+func (q *fakeQueue) leased(inbox string) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for _, id := range q.order[inbox] {
+		if q.events[id].leased {
+			n++
+		}
+	}
+	return n
+}
+
+var _ Queue = (*fakeQueue)(nil)
