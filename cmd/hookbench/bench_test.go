@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v85/webhook"
+)
+
+// These tests are cheap checks of the harness's own parts; no load runs in
+// `go test`. BenchmarkSender measures the load generator alone.
+
+func TestSignerBodiesAreSignedAsStripeDoes(t *testing.T) {
+	s, err := newSigner(benchSecret, 1024, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []int64{1, 42, 999_999_999_999} {
+		body := s.body(seq)
+		if len(body) != 1024 {
+			t.Errorf("body %d is %d bytes, want 1024", seq, len(body))
+		}
+		if err := webhook.ValidatePayload(body, s.header(body, time.Now()), benchSecret); err != nil {
+			t.Errorf("stripe-go rejects body %d: %v", seq, err)
+		}
+	}
+	if string(s.body(1)) == string(s.body(2)) {
+		t.Error("two events have the same body, so hookinbox would dedupe them")
+	}
+}
+
+func TestSignerRefusesBodiesTooSmallForAnEvent(t *testing.T) {
+	if _, err := newSigner(benchSecret, 64, "test"); err == nil {
+		t.Error("a 64-byte body was accepted")
+	}
+}
+
+func TestPercentileIsNearestRank(t *testing.T) {
+	ds := make([]time.Duration, 1000)
+	for i := range ds {
+		ds[i] = time.Duration(1000-i) * time.Millisecond
+	}
+	l := summarize(ds)
+	for _, tc := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"p50", l.P50, 500},
+		{"p99", l.P99, 990},
+		{"p99.9", l.P999, 999},
+		{"max", l.Max, 1000},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v ms, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestMedianOfEvenAndOddRuns(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median of 3 runs = %v, want 2", m)
+	}
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median of 4 runs = %v, want 2.5", m)
+	}
+}
+
+func TestSteadyRateIgnoresStartAndTail(t *testing.T) {
+	start := time.Now()
+	var times []time.Time
+	// A slow start and a long tail around 1,000 events/s.
+	for i := range 1000 {
+		times = append(times, start.Add(time.Duration(i)*time.Millisecond))
+	}
+	times[0] = start.Add(-time.Hour)
+	times[999] = start.Add(time.Hour)
+	if r := steadyRate(times); r < 990 || r > 1010 {
+		t.Errorf("steady rate = %.0f/s, want about 1000/s", r)
+	}
+}
+
+func TestPlainCaddyfileHasNoHookinboxOption(t *testing.T) {
+	cf := plainCaddyfile("127.0.0.1:1", []site{{"127.0.0.1:2", "respond 200"}})
+	if strings.Contains(cf, "hookinbox") {
+		t.Errorf("plain Caddyfile mentions hookinbox:\n%s", cf)
+	}
+	if !strings.Contains(cf, "http://127.0.0.1:2 {\n\trespond 200\n}") {
+		t.Errorf("site missing:\n%s", cf)
+	}
+}
+
+func TestCountHasThousandsSeparators(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {
+		if got := count(in); got != want {
+			t.Errorf("count(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkSender is the load generator against a no-op Go server in the
+// same process: the most the harness can send on this machine, which
+// bounds every figure it reports.
+func BenchmarkSender(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	sig, err := newSigner(benchSecret, 1024, "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &sender{client: newClient(64), signer: sig, seq: new(atomic.Int64)}
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, status := s.send(context.Background(), srv.URL); status != 200 {
+				b.Fatalf("status %d", status)
+			}
+		}
+	})
+}

@@ -1,0 +1,153 @@
+// Command hookbench measures hookinbox against Caddy on loopback, in one run:
+// Caddy's ceiling (respond 200), what users have without hookinbox
+// (reverse_proxy to a no-op and to a slow app), hookinbox's ingest
+// (throughput, and answer latency at fixed rates), its delivery (events/s,
+// accept-to-delivery latency), and with -scale the same with a million
+// events pending. It builds ./cmd/caddy, runs it on generated Caddyfiles
+// with storage in a temporary directory, and prints one Markdown table of
+// figures, ratios and PASS/MISS against the project's targets (-json for
+// machines).
+//
+//	go run ./cmd/hookbench                      # ~2-3 minutes
+//	go run ./cmd/hookbench -duration 3s -runs 1  # a quick look
+//	go run ./cmd/hookbench -scale               # adds the 1M-pending figures (minutes)
+//
+// Load and server share the machine: figures from a noisy machine are noisy.
+// Throughput runs are interleaved across targets (A B C A B C …) and the
+// median is reported, so noise hits every target alike.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	duration, warmup time.Duration
+	runs             int
+	conns            int
+	rates            rateList
+	bodySize         int
+	slow             time.Duration
+	burst            int
+	idle             int
+	drainTimeout     time.Duration
+	concurrency      int
+
+	scale       bool
+	scaleEvents int64
+	fillConns   int
+
+	caddyBin string
+	profile  string
+	jsonOut  bool
+	keep     bool
+}
+
+// rateList is a comma-separated list of requests per second.
+type rateList []float64
+
+func (r *rateList) String() string {
+	parts := make([]string, len(*r))
+	for i, x := range *r {
+		parts[i] = strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r *rateList) Set(s string) error {
+	*r = nil
+	for _, part := range strings.Split(s, ",") {
+		x, err := strconv.ParseFloat(strings.TrimSpace(part), 64)
+		if err != nil || x <= 0 {
+			return fmt.Errorf("%q is not a positive rate", part)
+		}
+		*r = append(*r, x)
+	}
+	return nil
+}
+
+func parseFlags() config {
+	c := config{rates: rateList{500, 1000, 2000}}
+	flag.DurationVar(&c.duration, "duration", 5*time.Second, "counted length of each measurement")
+	flag.DurationVar(&c.warmup, "warmup", time.Second, "uncounted load before each measurement")
+	flag.IntVar(&c.runs, "runs", 3, "throughput runs per target, interleaved across targets; the median is reported")
+	flag.IntVar(&c.conns, "connections", 64, "concurrent connections of the closed-loop (throughput) load")
+	flag.Var(&c.rates, "rates", "comma-separated fixed rates (req/s) of the open-loop latency runs")
+	flag.IntVar(&c.bodySize, "body", 1024, "body size in bytes")
+	flag.DurationVar(&c.slow, "slow", 50*time.Millisecond, "how long the slow app takes to answer")
+	flag.IntVar(&c.burst, "burst", 5000, "events in the backlog whose delivery rate is measured")
+	flag.IntVar(&c.idle, "idle", 200, "sequential requests of the idle accept-to-delivery latency")
+	flag.DurationVar(&c.drainTimeout, "drain-timeout", time.Minute, "how long to wait for deliveries to catch up between measurements")
+	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "hookinbox `concurrency` of the inboxes (0: hookinbox's default)")
+	flag.BoolVar(&c.scale, "scale", false, "also measure with -scale-events pending (takes minutes)")
+	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
+	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
+	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
+	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of caddy during the first ingest run to this `file`")
+	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
+	flag.Parse()
+	return c
+}
+
+func (c config) validate() error {
+	switch {
+	case c.duration <= 0 || c.warmup < 0:
+		return errors.New("-duration must be positive and -warmup not negative")
+	case c.runs < 1 || c.conns < 1 || c.fillConns < 1:
+		return errors.New("-runs, -connections and -fill-connections must be at least 1")
+	case c.burst < 10 || c.idle < 1:
+		return errors.New("-burst must be at least 10 and -idle at least 1")
+	case c.scaleEvents < 1:
+		return errors.New("-scale-events must be at least 1")
+	}
+	return nil
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("hookbench: ")
+	c := parseFlags()
+	if err := c.validate(); err != nil {
+		log.Fatal(err)
+	}
+	r, err := run(c)
+	if r != nil {
+		r.judge()
+		if c.jsonOut {
+			if err := r.writeJSON(os.Stdout); err != nil {
+				log.Fatal(err)
+			}
+		} else {
+			r.writeMarkdown(os.Stdout)
+		}
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+func newReport(c config) *report {
+	return &report{Conditions: conditions{
+		Date:        time.Now().UTC().Format("2006-01-02"),
+		GoVersion:   runtime.Version(),
+		CPUs:        runtime.NumCPU(),
+		Duration:    c.duration.String(),
+		Warmup:      c.warmup.String(),
+		Runs:        c.runs,
+		Connections: c.conns,
+		BodyBytes:   c.bodySize,
+		SlowApp:     c.slow.String(),
+		Burst:       c.burst,
+		Concurrency: c.concurrency,
+		Rates:       c.rates,
+	}}
+}

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// bench is one run of the harness: its servers, apps and load.
+type bench struct {
+	c      config
+	dir    string
+	bin    string
+	report *report
+	begun  time.Time
+
+	sender *sender // closed loop: connections bounded by -connections
+	open   *sender // open loop and single requests: connections unbounded
+
+	noop, slow, gated *app
+	server            *caddyServer
+
+	// Where each target listens.
+	respondURL, proxyNoopURL, proxySlowURL, ingestURL, backlogURL string
+}
+
+func (b *bench) logf(format string, args ...any) {
+	log.Printf("[%5.1fs] %s", time.Since(b.begun).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// note records something a reader of the figures must know.
+func (b *bench) note(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	b.report.Notes = append(b.report.Notes, msg)
+	b.logf("note: %s", msg)
+}
+
+// run takes every measurement. It returns the report even on error, with
+// what was measured before it.
+func run(c config) (*report, error) {
+	b := &bench{c: c, report: newReport(c), begun: time.Now()}
+	dir, err := os.MkdirTemp("", "hookbench-")
+	if err != nil {
+		return nil, err
+	}
+	b.dir = dir
+	if c.keep {
+		b.logf("keeping %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+
+	b.bin = c.caddyBin
+	if b.bin == "" {
+		b.logf("building ./cmd/caddy")
+		if b.bin, err = buildCaddy(dir); err != nil {
+			return nil, err
+		}
+	}
+	withInbox, err := hasHookinbox(b.bin)
+	if err != nil {
+		return nil, err
+	}
+	if !withInbox {
+		b.note("%s has no hookinbox module: only Caddy's own figures were taken", b.bin)
+	}
+
+	runID := strconv.FormatUint(rand.Uint64()>>16, 36)
+	sig, err := newSigner(benchSecret, c.bodySize, runID)
+	if err != nil {
+		return nil, err
+	}
+	seq := new(atomic.Int64)
+	b.sender = &sender{client: newClient(c.conns), signer: sig, seq: seq}
+	b.open = b.sender.with(newClient(0))
+
+	if err := b.startMain(withInbox); err != nil {
+		return b.report, err
+	}
+	defer b.server.stop()
+	defer b.noop.close()
+	defer b.slow.close()
+	defer b.gated.close()
+
+	if withInbox {
+		if err := b.waitReady(b.ingestURL, 20*time.Second); err != nil {
+			return b.report, err
+		}
+		b.measureIdle()
+	}
+	if err := b.measureThroughput(withInbox); err != nil {
+		return b.report, err
+	}
+	if withInbox {
+		b.measureRates()
+	}
+	if c.scale && withInbox {
+		if err := b.measureScale(); err != nil {
+			return b.report, err
+		}
+	}
+	b.logf("done")
+	return b.report, nil
+}
+
+// startMain starts the stand-in apps and the caddy that serves every
+// target but the scale test: one process, a site per target.
+func (b *bench) startMain(withInbox bool) error {
+	var err error
+	if b.noop, err = startApp(0); err != nil {
+		return err
+	}
+	if b.slow, err = startApp(b.c.slow); err != nil {
+		return err
+	}
+	if b.gated, err = startApp(0); err != nil {
+		return err
+	}
+	addrs := make([]string, 6)
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	admin := addrs[0]
+	sites := []site{
+		{addrs[1], "respond 200"},
+		{addrs[2], "reverse_proxy " + b.noop.addr},
+		{addrs[3], "reverse_proxy " + b.slow.addr},
+	}
+	listen := addrs[1:4]
+	b.respondURL, b.proxyNoopURL, b.proxySlowURL = "http://"+addrs[1]+"/", "http://"+addrs[2]+"/", "http://"+addrs[3]+"/"
+	config := plainCaddyfile(admin, sites)
+	if withInbox {
+		var extra []string
+		if b.c.concurrency > 0 {
+			extra = append(extra, "concurrency "+strconv.Itoa(b.c.concurrency))
+		}
+		sites = append(sites,
+			site{addrs[4], inboxDirectives("bench", b.noop.url(deliveredPath), extra...)},
+			// The backlog inbox's app holds its first attempts while the
+			// backlog is built; the long timeout keeps them from failing
+			// meanwhile.
+			site{addrs[5], inboxDirectives("backlog", b.gated.url(deliveredPath), append(extra, "timeout 10m")...)},
+		)
+		listen = addrs[1:6]
+		b.ingestURL, b.backlogURL = "http://"+addrs[4]+"/", "http://"+addrs[5]+"/"
+		config = caddyfile(admin, filepath.Join(b.dir, "storage"), sites)
+	}
+	b.logf("starting caddy (config and log in %s)", b.dir)
+	if b.server, err = startCaddy(b.bin, b.dir, "main", config, admin); err != nil {
+		return err
+	}
+	if err := b.server.waitListening(30*time.Second, listen...); err != nil {
+		b.server.stop()
+		return err
+	}
+	return nil
+}
+
+// waitReady sends single events until one is answered 200: Caddy may
+// listen before hookinbox's store is open.
+func (b *bench) waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, status := b.open.send(context.Background(), url)
+		if status == 200 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer 200 within %v (last status %d; see the caddy log in %s, -keep keeps it)",
+				url, timeout, status, b.dir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// measureIdle sends single events one after another to the quiet server
+// and times each from its 200 to its arrival at the app.
+func (b *bench) measureIdle() {
+	b.logf("idle: %d sequential events", b.c.idle)
+	const warm = 10 // connections and the server's pools
+	var answers, deliveries []time.Duration
+	missed := 0
+	for i := range warm + b.c.idle {
+		seq := b.open.seq.Add(1)
+		arrived := b.noop.watch(seq)
+		start := time.Now()
+		status := b.open.sendSeq(context.Background(), b.ingestURL, seq)
+		answered := time.Now()
+		if status != 200 {
+			missed++
+			continue
+		}
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			missed++
+			continue
+		}
+		at, _ := b.noop.arrival(seq)
+		if i >= warm {
+			answers = append(answers, answered.Sub(start))
+			// The app can see the event before the sender has read its
+			// 200: then the delivery took no time after the answer.
+			deliveries = append(deliveries, max(0, at.Sub(answered)))
+		}
+		// A pause, so each event finds the dispatcher asleep, as an idle
+		// inbox does.
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.report.Idle = &idleFigures{Answer: summarize(answers), Delivery: summarize(deliveries)}
+	if missed > 0 {
+		b.note("idle: %d of %d events were not answered 200 or not delivered within 10s", missed, warm+b.c.idle)
+	}
+	b.logf("idle: answer p50 %.2f ms, accept→delivery p50 %.2f ms p99 %.2f ms",
+		b.report.Idle.Answer.P50, b.report.Idle.Delivery.P50, b.report.Idle.Delivery.P99)
+}
+
+// measureThroughput runs the closed-loop targets in rounds, A B C … A B C,
+// so a noisy moment of the machine hits one run of each, not one target.
+func (b *bench) measureThroughput(withInbox bool) error {
+	r := b.report
+	r.Respond, r.ProxyNoop, r.ProxySlow = new(throughput), new(throughput), new(throughput)
+	type target struct {
+		name string
+		into *throughput
+		take func(run int) (float64, int64)
+	}
+	plain := func(url string) func(int) (float64, int64) {
+		return func(int) (float64, int64) {
+			res := b.sender.closedLoop(closedLoad{url: url, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
+			return res.perSecond(), res.Failed
+		}
+	}
+	targets := []target{
+		{"respond", r.Respond, plain(b.respondURL)},
+		{"reverse_proxy no-op", r.ProxyNoop, plain(b.proxyNoopURL)},
+		{"reverse_proxy slow", r.ProxySlow, plain(b.proxySlowURL)},
+	}
+	if withInbox {
+		r.Ingest, r.Delivered = new(throughput), new(throughput)
+		targets = append(targets,
+			target{"hookinbox ingest", r.Ingest, b.ingestRun},
+			target{"hookinbox delivered", r.Delivered, b.backlogRun},
+		)
+	}
+	for run := range b.c.runs {
+		for _, t := range targets {
+			perS, failed := t.take(run)
+			t.into.add(perS, failed)
+			b.logf("throughput run %d/%d: %-20s %s/s%s", run+1, b.c.runs, t.name, count(perS), failedText(failed))
+		}
+	}
+	return nil
+}
+
+func failedText(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d failed)", n)
+}
+
+// ingestRun is one closed-loop run against the inbox that forwards to the
+// no-op app. Its deliveries are waited for before the next target runs, so
+// they do not steal the next target's CPU.
+func (b *bench) ingestRun(run int) (float64, int64) {
+	b.noop.reset()
+	if run == 0 && b.c.profile != "" {
+		seconds := max(1, int((b.c.warmup + b.c.duration).Seconds()))
+		go func() {
+			if err := b.server.profile(seconds, b.c.profile); err != nil {
+				b.note("CPU profile: %v", err)
+			} else {
+				b.logf("CPU profile of the first ingest run written to %s", b.c.profile)
+			}
+		}()
+	}
+	res := b.sender.closedLoop(closedLoad{url: b.ingestURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
+	b.drain(b.noop, int(res.Accepted), "ingest")
+	return res.perSecond(), res.Failed
+}
+
+// drain waits until n events have reached a, noting it if they do not.
+func (b *bench) drain(a *app, n int, what string) {
+	start := time.Now()
+	if !a.waitCount(context.Background(), n, b.c.drainTimeout) {
+		b.note("%s: only %d of %d accepted events were delivered after %v; the next figures may be disturbed by the rest",
+			what, a.count(), n, b.c.drainTimeout)
+		return
+	}
+	if d := time.Since(start); d > time.Second {
+		b.logf("%s: deliveries caught up in %.1fs", what, d.Seconds())
+	}
+}
+
+// backlogRun measures delivery alone: the app holds the first attempts
+// while -burst events are ingested, so they all wait in the store; then it
+// lets go, and the arrival rate over the middle 80% of the backlog (no
+// start-up, no tail) is the delivery rate.
+func (b *bench) backlogRun(int) (float64, int64) {
+	b.gated.reset()
+	b.gated.hold()
+	res := b.sender.closedLoop(closedLoad{url: b.backlogURL, conns: b.c.conns, duration: time.Hour, limit: int64(b.c.burst)})
+	b.gated.release()
+	b.drain(b.gated, int(res.Accepted), "backlog")
+	return steadyRate(b.gated.arrivals()), res.Failed
+}
+
+// steadyRate is the arrival rate between the 10th and the 90th percentile
+// of arrival times.
+func steadyRate(times []time.Time) float64 {
+	if len(times) < 10 {
+		return 0
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	lo, hi := len(times)/10, len(times)*9/10
+	d := times[hi].Sub(times[lo])
+	if d <= 0 {
+		return 0
+	}
+	return float64(hi-lo) / d.Seconds()
+}
+
+// measureRates runs the open loop at each rate against the inbox.
+func (b *bench) measureRates() {
+	for _, rate := range b.c.rates {
+		rf := b.rateRun(b.ingestURL, b.noop, rate)
+		b.report.Rates = append(b.report.Rates, rf)
+		b.logf("open loop %s req/s: answer p50 %.2f p99 %.2f p99.9 %.2f ms; accept→delivery p50 %.2f p99 %.2f ms%s",
+			count(rate), rf.Answer.P50, rf.Answer.P99, rf.Answer.P999, rf.Delivery.P50, rf.Delivery.P99, failedText(int64(rf.Failed)))
+	}
+}
+
+// rateRun is one open-loop run. If a is not nil, it also times each
+// accepted event from its 200 to its arrival at a.
+func (b *bench) rateRun(url string, a *app, rate float64) rateFigures {
+	if a != nil {
+		a.reset()
+	}
+	shots := b.open.openLoop(url, rate, b.c.warmup, b.c.duration)
+	rf := rateFigures{Rate: rate}
+	answers := make([]time.Duration, 0, len(shots))
+	var accepted []shot
+	for _, s := range shots {
+		answers = append(answers, s.latency())
+		if s.status == 200 {
+			accepted = append(accepted, s)
+		} else {
+			rf.Failed++
+		}
+	}
+	rf.Answer = summarize(answers)
+	if a == nil {
+		return rf
+	}
+	deadline := time.Now().Add(b.c.drainTimeout)
+	var deliveries []time.Duration
+	for _, s := range accepted {
+		select {
+		case <-a.watch(s.seq):
+		case <-time.After(time.Until(deadline)):
+		}
+		at, ok := a.arrival(s.seq)
+		if !ok {
+			rf.Undelivered++
+			continue
+		}
+		deliveries = append(deliveries, max(0, at.Sub(s.answered)))
+	}
+	rf.Delivery = summarize(deliveries)
+	return rf
+}

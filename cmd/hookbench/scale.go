@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+)
+
+// scaleServer is one caddy with one inbox for the scale test.
+type scaleServer struct {
+	name, config, admin, addr string
+	server                    *caddyServer
+	firstAnswer               time.Duration
+}
+
+func (s *scaleServer) url() string { return "http://" + s.addr + "/" }
+
+// measureScale compares ingest on an empty store with ingest on a store
+// holding -scale-events pending events, then reads the memory of the full
+// one and restarts it on its data to time its first 200.
+//
+// Both servers forward to an address nothing listens on, with one retry a
+// day away: the events stay pending, as they do while a user's app is
+// down, and both servers do the same work per request.
+func (b *bench) measureScale() error {
+	down, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	servers := make([]*scaleServer, 2)
+	for i, name := range []string{"empty", "full"} {
+		admin, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		config := caddyfile(admin, filepath.Join(b.dir, "storage-"+name), []site{
+			{addr, inboxDirectives("scale", "http://"+down+deliveredPath, "retry 24h")},
+		})
+		s := &scaleServer{name: name, config: config, admin: admin, addr: addr}
+		if err := b.startScale(s); err != nil {
+			return err
+		}
+		defer func() { s.server.stop() }()
+		servers[i] = s
+	}
+	empty, full := servers[0], servers[1]
+
+	sf := &scaleFigures{Empty: new(throughput), Full: new(throughput)}
+	b.report.Scale = sf
+	b.logf("scale: filling the store with %s events (%d connections)", count(float64(b.c.scaleEvents)), b.c.fillConns)
+	ticks := 0
+	fill := b.sender.with(newClient(b.c.fillConns)).closedLoop(closedLoad{
+		url: full.url(), conns: b.c.fillConns, duration: 24 * time.Hour, limit: b.c.scaleEvents,
+		progress: func(accepted int64) {
+			if ticks++; ticks%10 == 0 {
+				b.logf("scale: %s events stored", count(float64(accepted)))
+			}
+		},
+	})
+	sf.Pending = fill.Accepted
+	sf.FillPerS = float64(fill.Accepted) / fill.Elapsed.Seconds()
+	if fill.Failed > 0 {
+		b.note("scale: %d of the %d fill requests were not answered 2xx", fill.Failed, b.c.scaleEvents)
+	}
+	b.logf("scale: %s events pending, filled at %s/s", count(float64(sf.Pending)), count(sf.FillPerS))
+
+	for run := range b.c.runs {
+		for _, s := range servers {
+			res := b.sender.closedLoop(closedLoad{url: s.url(), conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
+			into := sf.Empty
+			if s == full {
+				into = sf.Full
+			}
+			into.add(res.perSecond(), res.Failed)
+			b.logf("scale run %d/%d: ingest, %s store: %s/s%s", run+1, b.c.runs, s.name, count(res.perSecond()), failedText(res.Failed))
+		}
+	}
+	for _, rate := range b.c.rates {
+		e := b.rateRun(empty.url(), nil, rate)
+		f := b.rateRun(full.url(), nil, rate)
+		sf.RatesEmpty, sf.RatesFull = append(sf.RatesEmpty, e), append(sf.RatesFull, f)
+		b.logf("scale: open loop %s req/s: answer p99 %.2f ms empty, %.2f ms full", count(rate), e.Answer.P99, f.Answer.P99)
+	}
+	b.note("scale: the empty store took the ingest runs' events too (all pending); small beside %s", count(float64(sf.Pending)))
+
+	if sf.RSS, sf.PeakRSS, err = full.server.memory(); err != nil {
+		return fmt.Errorf("reading caddy's memory: %v", err)
+	}
+	b.logf("scale: RSS %.0f MB (peak %.0f MB) with the backlog", mb(sf.RSS), mb(sf.PeakRSS))
+
+	b.logf("scale: restarting the full server on its data")
+	full.server.stop()
+	if err := b.startScale(full); err != nil {
+		return err
+	}
+	sf.FirstAnswer = full.firstAnswer.Seconds()
+	// Memory once the start-up work (index loads, counts) is done.
+	time.Sleep(2 * time.Second)
+	if sf.RSSRestart, _, err = full.server.memory(); err != nil {
+		return fmt.Errorf("reading caddy's memory: %v", err)
+	}
+	b.logf("scale: first 200 %.2fs after start; RSS %.0f MB", sf.FirstAnswer, mb(sf.RSSRestart))
+	return nil
+}
+
+// startScale starts s and sends events until one is answered 200, timing
+// that from the process start: the time a restarted server leaves senders
+// without an answer.
+func (b *bench) startScale(s *scaleServer) error {
+	var err error
+	if s.server, err = startCaddy(b.bin, b.dir, "scale-"+s.name, s.config, s.admin); err != nil {
+		return err
+	}
+	deadline := s.server.started.Add(5 * time.Minute)
+	for {
+		select {
+		case <-s.server.exited:
+			return fmt.Errorf("scale %s: caddy exited (see %s)", s.name, filepath.Join(b.dir, "scale-"+s.name+".log"))
+		default:
+		}
+		if _, status := b.open.send(context.Background(), s.url()); status == 200 {
+			s.firstAnswer = time.Since(s.server.started)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("scale %s: no 200 within 5 minutes of start", s.name)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

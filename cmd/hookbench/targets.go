@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// buildCaddy builds ./cmd/caddy of the module the harness runs in, so the
+// figures are those of the binary users get from xcaddy.
+func buildCaddy(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "caddy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/caddy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside a Go module: run hookbench from the hookinbox repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// hasHookinbox reports whether bin has the hookinbox handler, so a plain
+// Caddy (given with -caddy) still yields the reference figures.
+func hasHookinbox(bin string) (bool, error) {
+	out, err := exec.Command(bin, "list-modules").Output()
+	if err != nil {
+		return false, fmt.Errorf("%s list-modules: %v", bin, err)
+	}
+	return bytes.Contains(out, []byte("http.handlers.hookinbox")), nil
+}
+
+// freeAddr returns a loopback address nothing listens on. Another process
+// could take it before Caddy does; on a benchmark machine that is rare
+// enough to be a failed run, not a wrong figure.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// site is one server block of a generated Caddyfile.
+type site struct {
+	addr       string // host:port it listens on
+	directives string
+}
+
+// caddyfile writes a whole config: admin on its own port (for pprof),
+// hookinbox's storage in the run's temporary directory, no config autosave.
+func caddyfile(admin, storage string, sites []site) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\n\tadmin %s\n\tpersist_config off\n\thookinbox {\n\t\tstorage %s\n\t}\n}\n", admin, storage)
+	for _, s := range sites {
+		fmt.Fprintf(&b, "\nhttp://%s {\n", s.addr)
+		for _, line := range strings.Split(strings.TrimSpace(s.directives), "\n") {
+			fmt.Fprintf(&b, "\t%s\n", line)
+		}
+		b.WriteString("}\n")
+	}
+	return b.String()
+}
+
+// plainCaddyfile is caddyfile without the hookinbox global option, which a
+// Caddy without the module cannot parse.
+func plainCaddyfile(admin string, sites []site) string {
+	cf := caddyfile(admin, "-", sites)
+	return strings.Replace(cf, "\thookinbox {\n\t\tstorage -\n\t}\n", "", 1)
+}
+
+// inboxDirectives is the hookinbox handler the benchmark measures: Stripe
+// verification, the default options except those in extra.
+func inboxDirectives(inbox, forward string, extra ...string) string {
+	lines := []string{
+		"hookinbox " + inbox + " {",
+		"\tverify stripe " + benchSecret,
+		"\tforward " + forward,
+	}
+	for _, e := range extra {
+		lines = append(lines, "\t"+e)
+	}
+	return strings.Join(append(lines, "}"), "\n")
+}
+
+// caddyServer is one running caddy process.
+type caddyServer struct {
+	cmd     *exec.Cmd
+	admin   string
+	started time.Time
+	exited  chan struct{}
+}
+
+// startCaddy writes config to dir/name.Caddyfile and runs bin on it. Its
+// output goes to dir/name.log; HOME and the XDG directories point into dir
+// so nothing is written outside it.
+func startCaddy(bin, dir, name, config, admin string) (*caddyServer, error) {
+	path := filepath.Join(dir, name+".Caddyfile")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		return nil, err
+	}
+	logs, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.Env = append(os.Environ(),
+		"HOME="+dir,
+		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
+		"XDG_DATA_HOME="+filepath.Join(dir, "data"),
+	)
+	s := &caddyServer{cmd: cmd, admin: admin, exited: make(chan struct{})}
+	s.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		logs.Close()
+		return nil, fmt.Errorf("starting %s: %v", bin, err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		logs.Close()
+		close(s.exited)
+	}()
+	return s, nil
+}
+
+// waitListening waits until every addr accepts connections.
+func (s *caddyServer) waitListening(timeout time.Duration, addrs ...string) error {
+	deadline := time.Now().Add(timeout)
+	for _, addr := range addrs {
+		for {
+			select {
+			case <-s.exited:
+				return fmt.Errorf("caddy exited before listening on %s (see its log)", addr)
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("caddy did not listen on %s within %v", addr, timeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// stop ends the process gracefully (SIGTERM lets hookinbox close its store
+// as a user's restart would) and kills it if it takes too long.
+func (s *caddyServer) stop() {
+	if s == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// memory reads the process's resident set (VmRSS) and its peak (VmHWM),
+// in bytes.
+func (s *caddyServer) memory() (rss, peak int64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %q", key, val)
+		}
+		if key == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
+
+// profile fetches a CPU profile of seconds from the admin endpoint's pprof.
+func (s *caddyServer) profile(seconds int, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.admin, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("pprof: %s: %s", resp.Status, msg)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// deliveredPath is where inboxes forward, so the no-op app tells
+// deliveries from the requests that reverse_proxy passes on.
+const deliveredPath = "/delivered"
+
+// app is a stand-in application. It answers after delay, or once its gate
+// opens, and notes when each benchmark event was first delivered to it.
+type app struct {
+	addr  string
+	delay time.Duration
+	srv   *http.Server
+	hits  atomic.Int64
+
+	mu       sync.Mutex
+	gate     chan struct{} // while non-nil and open, deliveries wait
+	arrived  map[int64]time.Time
+	order    []time.Time // first arrivals, in order
+	watchers map[int64]chan struct{}
+}
+
+func startApp(delay time.Duration) (*app, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	a := &app{addr: l.Addr().String(), delay: delay}
+	a.reset()
+	a.srv = &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	go a.srv.Serve(l)
+	return a, nil
+}
+
+func (a *app) close() { _ = a.srv.Close() }
+
+func (a *app) url(path string) string { return "http://" + a.addr + path }
+
+func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := time.Now()
+	_, _ = io.Copy(io.Discard, r.Body)
+	a.hits.Add(1)
+	if r.URL.Path == deliveredPath {
+		if seq, err := strconv.ParseInt(r.Header.Get(seqHeader), 10, 64); err == nil {
+			a.note(seq, now)
+		}
+	}
+	a.mu.Lock()
+	gate := a.gate
+	a.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if a.delay > 0 {
+		time.Sleep(a.delay)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// note records the first delivery of seq (later ones are at-least-once
+// repeats) and wakes whoever watches for it.
+func (a *app) note(seq int64, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, seen := a.arrived[seq]; seen {
+		return
+	}
+	a.arrived[seq] = at
+	a.order = append(a.order, at)
+	if c, ok := a.watchers[seq]; ok {
+		close(c)
+		delete(a.watchers, seq)
+	}
+}
+
+// reset forgets every arrival, between measurements.
+func (a *app) reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.arrived = map[int64]time.Time{}
+	a.order = nil
+	a.watchers = map[int64]chan struct{}{}
+}
+
+// watch returns a channel closed when seq arrives.
+func (a *app) watch(seq int64) <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := make(chan struct{})
+	if _, seen := a.arrived[seq]; seen {
+		close(c)
+		return c
+	}
+	a.watchers[seq] = c
+	return c
+}
+
+func (a *app) arrival(seq int64) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.arrived[seq]
+	return t, ok
+}
+
+func (a *app) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.arrived)
+}
+
+func (a *app) arrivals() []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]time.Time(nil), a.order...)
+}
+
+// waitCount waits until n distinct events have arrived, or timeout.
+func (a *app) waitCount(ctx context.Context, n int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for a.count() < n {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
+}
+
+// hold makes deliveries wait until release: hookinbox's attempts block and
+// the rest of its queue stays pending, which is how a backlog is built
+// without failing attempts (and so without the retry schedule or the
+// circuit breaker getting into the figure).
+func (a *app) hold() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gate = make(chan struct{})
+}
+
+func (a *app) release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gate != nil {
+		close(a.gate)
+		a.gate = nil
+	}
+}
