@@ -50,6 +50,9 @@ type App struct {
 	engine  *engine
 	metrics *metrics
 	logger  *zap.Logger
+	// ctx is this config's context, for the Caddy events the delivery
+	// workers emit while this config is the active one (events.go).
+	ctx caddy.Context
 
 	mu      sync.Mutex
 	inboxes map[string]deliver.Inbox
@@ -67,6 +70,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // pool. It does not open the database: `caddy validate` provisions but never
 // starts, and must work while the server holds the directory's lock.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
 	if a.Storage == "" {
 		a.Storage = filepath.Join(caddy.AppDataDir(), "hookinbox")

@@ -191,6 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	repl := secretReplacer()
 	for i, vc := range h.Verify {
+		noteSecretPlaces(vc)
 		v, err := vc.verifier(repl)
 		if err != nil {
 			return fmt.Errorf("inbox %s: verify #%d (%s): %v", h.Inbox, i+1, vc.Scheme, err)
