@@ -119,6 +119,20 @@ func (b *breaker) record(outcome string, now time.Time) transition {
 	return unchanged
 }
 
+// reset closes the breaker, and tells whether it was not closed: the
+// inbox now forwards to another application, which it knows nothing about.
+func (b *breaker) reset(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := b.st
+	b.st, b.failures, b.cooldown, b.until = breakerClosed, 0, 0, time.Time{}
+	if was != breakerClosed {
+		b.since = now
+		return true
+	}
+	return false
+}
+
 // state reports the breaker for the admin API.
 func (b *breaker) state() BreakerState {
 	b.mu.Lock()

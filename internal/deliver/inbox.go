@@ -120,6 +120,11 @@ func (in *inbox) dispatch() time.Time {
 			return now.Add(claimErrorWait)
 		}
 		if e == nil {
+			if !next.IsZero() && !next.After(now) {
+				// Due, yet not handed out (another lease holds the line):
+				// look again soon rather than spin on the store.
+				return now.Add(time.Millisecond)
+			}
 			return next
 		}
 		in.start(e)

@@ -74,7 +74,8 @@ const (
 
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
 // nil. They are called from the attempt's goroutine, after the attempt is
-// recorded, so they must not block for long.
+// recorded, so they must not block for long. The event they get is as it
+// stands after the attempt (Attempts, State and NextAttemptAt updated).
 type Hooks struct {
 	Attempt   func(inbox string, e *store.Event, a store.Attempt)
 	Delivered func(inbox string, e *store.Event)
@@ -170,6 +171,12 @@ func (s *Service) Configure(inboxes []Inbox) {
 				zap.String("inbox", cfg.Name), zap.Error(err))
 		}
 		if in, ok := s.inboxes[cfg.Name]; ok {
+			if in.settings.Load().Forward != set.Forward && in.breaker.reset(time.Now()) {
+				s.log().Info("forward URL changed; circuit breaker closed", zap.String("inbox", cfg.Name))
+				if h := s.hooks.Breaker; h != nil {
+					h(cfg.Name, false)
+				}
+			}
 			in.setSettings(set)
 			continue
 		}

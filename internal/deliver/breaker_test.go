@@ -1,0 +1,97 @@
+package deliver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+func TestBreakerTransitions(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	type step struct {
+		at      time.Duration
+		outcome string // "" means: ask allow
+		want    transition
+		limit   int
+		state   string
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"fewer failures than the threshold stay closed", []step{
+			{0, store.OutcomeConnect, unchanged, 0, breakerClosed},
+			{0, store.OutcomeTimeout, unchanged, 0, breakerClosed},
+			{0, "", 0, -1, breakerClosed},
+		}},
+		{"an answer resets the count", []step{
+			{0, store.OutcomeServerError, unchanged, 0, breakerClosed},
+			{0, store.OutcomeServerError, unchanged, 0, breakerClosed},
+			{0, store.OutcomeClientError, unchanged, 0, breakerClosed},
+			{0, store.OutcomeServerError, unchanged, 0, breakerClosed},
+			{0, store.OutcomeServerError, unchanged, 0, breakerClosed},
+		}},
+		{"redirects and 4xx never open it", []step{
+			{0, store.OutcomeRedirect, unchanged, 0, breakerClosed},
+			{0, store.OutcomeClientError, unchanged, 0, breakerClosed},
+			{0, store.OutcomeRedirect, unchanged, 0, breakerClosed},
+			{0, store.OutcomeClientError, unchanged, 0, breakerClosed},
+		}},
+		{"opens, probes, closes", []step{
+			{0, store.OutcomeReset, unchanged, 0, breakerClosed},
+			{0, store.OutcomeTLS, unchanged, 0, breakerClosed},
+			{0, store.OutcomeConnect, opened, 0, breakerOpen},
+			{0, store.OutcomeConnect, unchanged, 0, breakerOpen}, // was in flight
+			{time.Second - 1, "", 0, 0, breakerOpen},
+			{time.Second, "", 0, 1, breakerHalfOpen},
+			{time.Second, store.OutcomeOK, closed, 0, breakerClosed},
+			{time.Second, "", 0, -1, breakerClosed},
+		}},
+		{"a failed probe doubles the cooldown up to the cap", []step{
+			{0, store.OutcomeConnect, unchanged, 0, breakerClosed},
+			{0, store.OutcomeConnect, unchanged, 0, breakerClosed},
+			{0, store.OutcomeConnect, opened, 0, breakerOpen},
+			{time.Second, "", 0, 1, breakerHalfOpen},
+			{time.Second, store.OutcomeTimeout, reopened, 0, breakerOpen},
+			{3*time.Second - 1, "", 0, 0, breakerOpen},
+			{3 * time.Second, "", 0, 1, breakerHalfOpen},
+			{3 * time.Second, store.OutcomeServerError, reopened, 0, breakerOpen},
+			{7*time.Second - 1, "", 0, 0, breakerOpen},
+			{7 * time.Second, "", 0, 1, breakerHalfOpen},
+			{7 * time.Second, store.OutcomeServerError, reopened, 0, breakerOpen},
+			{12*time.Second - 1, "", 0, 0, breakerOpen}, // capped at 5s
+			{12 * time.Second, "", 0, 1, breakerHalfOpen},
+			{12 * time.Second, store.OutcomeClientError, closed, 0, breakerClosed},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBreaker(3, time.Second, 5*time.Second)
+			for i, s := range tt.steps {
+				if s.outcome == "" {
+					if limit, _, _ := b.allow(at(s.at)); limit != s.limit {
+						t.Errorf("step %d: allow = %d, want %d", i, limit, s.limit)
+					}
+				} else if got := b.record(s.outcome, at(s.at)); got != s.want {
+					t.Errorf("step %d: record(%s) = %d, want %d", i, s.outcome, got, s.want)
+				}
+				if st := b.state(); st.State != s.state {
+					t.Fatalf("step %d: state %s, want %s", i, st.State, s.state)
+				}
+			}
+		})
+	}
+}
+
+func TestBreakerReset(t *testing.T) {
+	b := newBreaker(1, time.Second, time.Second)
+	if b.reset(time.Now()) {
+		t.Error("reset of a closed breaker reported a change")
+	}
+	b.record(store.OutcomeConnect, time.Now())
+	if !b.reset(time.Now()) || b.state().State != breakerClosed || b.state().Failures != 0 {
+		t.Errorf("reset of an open breaker: %+v", b.state())
+	}
+}
