@@ -1,0 +1,146 @@
+package verify
+
+import (
+	"encoding/hex"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The parsers below read headers and bodies that anyone on the Internet
+// can send. Each must never panic, and must answer either a result or a
+// well-formed rejection.
+
+func checkRejection(t *testing.T, rej *Rejection) {
+	t.Helper()
+	if rej == nil {
+		return
+	}
+	if rej.Reason == "" || (rej.Status != http.StatusBadRequest && rej.Status != http.StatusUnauthorized) {
+		t.Fatalf("bad rejection %+v", rej)
+	}
+}
+
+func FuzzStripeSignature(f *testing.F) {
+	f.Add("t=1492774577,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd")
+	f.Add("t=1,v1=zz,v0=ab,v1=")
+	f.Add(",,=,t=")
+	f.Fuzz(func(t *testing.T, header string) {
+		ts, sigs, rej := parseStripeSignature(header)
+		checkRejection(t, rej)
+		if rej == nil && (!isDigits(ts) || len(sigs) == 0) {
+			t.Fatalf("accepted %q: ts=%q sigs=%d", header, ts, len(sigs))
+		}
+		v := &stripeVerifier{keys: [][]byte{[]byte("k")}, window: time.Minute}
+		v.Verify(&Request{Header: http.Header{"Stripe-Signature": {header}}, Now: t0})
+	})
+}
+
+func FuzzStandardSignatures(f *testing.F) {
+	f.Add(standardSig)
+	f.Add("v1a,abc v1,=== v2,x")
+	f.Add("  ,, v1,")
+	f.Fuzz(func(t *testing.T, header string) {
+		sigs, rej := parseStandardSignatures(header)
+		checkRejection(t, rej)
+		if rej == nil && len(sigs) == 0 {
+			t.Fatalf("accepted %q with no signature", header)
+		}
+	})
+}
+
+func FuzzPaddleSignature(f *testing.F) {
+	f.Add("ts=1671552777;h1=eb4d0dc8853be92b7f063b9f3ba5233eb920a09459b6e6b2c26705b4364db151")
+	f.Add("ts=;h1=;;=")
+	f.Fuzz(func(t *testing.T, header string) {
+		ts, sigs, rej := parsePaddleSignature(header)
+		checkRejection(t, rej)
+		if rej == nil && (!isDigits(ts) || len(sigs) == 0) {
+			t.Fatalf("accepted %q", header)
+		}
+	})
+}
+
+// FuzzSlackSignature covers X-Slack-Signature and its timestamp through
+// the whole verifier.
+func FuzzSlackSignature(f *testing.F) {
+	f.Add(slackDocSig, slackDocTS, slackDocBody)
+	f.Add("v0=", "", "")
+	f.Add("v0=zz", "99999999999999999999", "{}")
+	v, _ := New(Config{Scheme: "slack", Secrets: []string{slackDocSecret}})
+	f.Fuzz(func(t *testing.T, sig, ts, body string) {
+		res, err := v.Verify(&Request{Body: []byte(body), Now: time.Unix(1531420618, 0),
+			Header: http.Header{"X-Slack-Signature": {sig}, "X-Slack-Request-Timestamp": {ts}}})
+		if err != nil {
+			checkRejection(t, err.(*Rejection))
+			return
+		}
+		if res.Scheme != "slack" {
+			t.Fatal("accepted without scheme")
+		}
+	})
+}
+
+// FuzzHMACSignature covers the prefix and the decoding of both
+// encodings.
+func FuzzHMACSignature(f *testing.F) {
+	f.Add("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17", "sha256=", false)
+	f.Add("NqcMFqpD9dzRa5H+M4QPyKeHcMF2sF7HZcNvvr5kf/E=", "", true)
+	f.Add("=", "=", true)
+	f.Fuzz(func(t *testing.T, value, prefix string, b64 bool) {
+		enc := hexEncoding
+		if b64 {
+			enc = base64Encoding
+		}
+		sig, rej := parseHMACSignature(value, prefix, enc)
+		checkRejection(t, rej)
+		if rej == nil {
+			if len(sig) == 0 {
+				t.Fatal("accepted an empty signature")
+			}
+			if !b64 && !strings.EqualFold(hex.EncodeToString(sig), strings.TrimPrefix(strings.TrimSpace(value), prefix)) {
+				t.Fatalf("decoded %q wrong", value)
+			}
+		}
+	})
+}
+
+// FuzzContentTemplate covers the parser of the hmac content option, which
+// comes from configuration rather than from senders, but must still
+// never panic.
+func FuzzContentTemplate(f *testing.F) {
+	f.Add("{timestamp}.{body}")
+	f.Add("{{{header.X-A}}}{url}{id}")
+	f.Add("{header.}{")
+	f.Fuzz(func(t *testing.T, s string) {
+		tmpl, err := parseTemplate(s)
+		if err != nil {
+			return
+		}
+		r := &Request{Header: http.Header{}, Body: []byte("b")}
+		tmpl.render(r, "", "1", "id")
+	})
+}
+
+func FuzzKeyFromJSON(f *testing.F) {
+	f.Add([]byte(`{"id":"evt_1","data":{"id":12}}`), "data.id")
+	f.Add([]byte(`[{"id":1e400}]`), "0.id")
+	f.Add([]byte(`{"a":[[[]]]}`), "a.0.0.0")
+	f.Fuzz(func(t *testing.T, body []byte, field string) {
+		KeyFromJSON(body, field)
+	})
+}
+
+func FuzzUnixTimestamp(f *testing.F) {
+	f.Add("1531420618")
+	f.Add("1531420618000")
+	f.Add("-1")
+	f.Add("999999999999999999")
+	f.Fuzz(func(t *testing.T, s string) {
+		tm, ok := unixSecondsOrMillis(s)
+		if ok {
+			checkTime(tm, t0, time.Minute)
+		}
+	})
+}
