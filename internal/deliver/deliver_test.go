@@ -603,6 +603,32 @@ func TestConfigureIsIdempotentAndSwapsSettings(t *testing.T) {
 	}
 }
 
+// TestConfigureRemoveAndAddBack: an inbox removed while attempts are in
+// flight and configured again keeps counting them toward its concurrency.
+func TestConfigureRemoveAndAddBack(t *testing.T) {
+	release := make(chan struct{})
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int) { <-release })
+	q := newFakeQueue(t)
+	s := newService(t, q, Hooks{})
+	cfg := []Inbox{{Name: "in", Forward: b.URL, Concurrency: 2}}
+	s.Configure(cfg)
+	for range 6 {
+		q.add("in", store.Event{})
+	}
+	waitFor(t, 2*time.Second, "two in flight", func() bool { return b.inFlight.Load() == 2 })
+	s.Configure(nil)
+	s.Configure(cfg)
+	time.Sleep(30 * time.Millisecond)
+	if n := b.inFlight.Load(); n != 2 {
+		t.Errorf("%d in flight after remove and add back, want 2", n)
+	}
+	close(release)
+	waitFor(t, 2*time.Second, "all delivered", func() bool { return q.finished("in") == 6 })
+	if m := b.maxInFlight.Load(); m != 2 {
+		t.Errorf("max in flight = %d, want 2", m)
+	}
+}
+
 func TestBreaker(t *testing.T) {
 	var up atomic.Bool
 	b := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int) {

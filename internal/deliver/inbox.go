@@ -29,9 +29,11 @@ type inbox struct {
 	// the dispatcher looks at the whole state when it wakes.
 	changed  chan struct{}
 	finished chan struct{}
-	// quit is closed when the inbox is no longer configured or the service
-	// stops.
-	quit chan struct{}
+	// quit is closed to end the current dispatcher (the inbox is no longer
+	// configured, or the service stops); ran is closed once it has ended.
+	// Both belong to the Service and are guarded by its mutex; the
+	// dispatcher gets its own quit as an argument.
+	quit, ran chan struct{}
 }
 
 func newInbox(s *Service, name string, set *settings) *inbox {
@@ -41,7 +43,6 @@ func newInbox(s *Service, name string, set *settings) *inbox {
 		breaker:  newBreaker(s.breakerThreshold, s.breakerCooldown, s.breakerMaxCooldown),
 		changed:  make(chan struct{}, 1),
 		finished: make(chan struct{}, 1),
-		quit:     make(chan struct{}),
 	}
 	in.settings.Store(set)
 	return in
@@ -66,24 +67,24 @@ func signal(c chan struct{}) {
 // until something can change that: an event becomes due (the store's wake,
 // or the timer for the next due time), an attempt finishes, the breaker's
 // cooldown ends, or the settings change.
-func (in *inbox) run() {
+func (in *inbox) run(quit <-chan struct{}) {
 	wake := in.svc.queue.Wake(in.name)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
 		select {
-		case <-in.quit:
+		case <-quit:
 			return
 		default:
 		}
-		if at := in.dispatch(); at.IsZero() {
+		if at := in.dispatch(quit); at.IsZero() {
 			timer.Stop()
 		} else {
 			timer.Reset(time.Until(at))
 		}
 		select {
-		case <-in.quit:
+		case <-quit:
 			return
 		case <-wake:
 		case <-in.changed:
@@ -96,7 +97,7 @@ func (in *inbox) run() {
 // dispatch starts attempts up to the limit of the settings and the breaker.
 // It returns when to look again without being signalled: the next due time,
 // the end of the breaker's cooldown, or zero for never.
-func (in *inbox) dispatch() time.Time {
+func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 	set := in.settings.Load()
 	if set.forward == nil {
 		return time.Time{}
@@ -113,6 +114,11 @@ func (in *inbox) dispatch() time.Time {
 		limit = int64(bl)
 	}
 	for in.running.Load() < limit {
+		select {
+		case <-quit:
+			return time.Time{}
+		default:
+		}
 		now := time.Now()
 		e, next, err := in.svc.queue.Claim(in.name, now, set.Ordered)
 		if err != nil {

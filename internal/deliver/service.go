@@ -113,6 +113,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	inboxes  map[string]*inbox
+	retired  map[string]*inbox // once configured, no longer: kept for their attempts in flight
 	stopped  bool
 	dispatch sync.WaitGroup // dispatcher goroutines
 	attempts sync.WaitGroup // attempts in flight, across all inboxes
@@ -126,6 +127,7 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 		queue:              q,
 		hooks:              hooks,
 		inboxes:            make(map[string]*inbox),
+		retired:            make(map[string]*inbox),
 		breakerThreshold:   5,
 		breakerCooldown:    5 * time.Second,
 		breakerMaxCooldown: 5 * time.Minute,
@@ -154,6 +156,15 @@ func (s *Service) log() *zap.Logger { return s.logger.Load() }
 // dispatcher, and an inbox no longer listed stops being claimed (its events
 // stay stored; attempts in flight finish).
 func (s *Service) Configure(inboxes []Inbox) {
+	// Hooks run after the lock is released: they may call back (Breakers).
+	var reset []string
+	defer func() {
+		for _, name := range reset {
+			if h := s.hooks.Breaker; h != nil {
+				h(name, false)
+			}
+		}
+	}()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -173,27 +184,48 @@ func (s *Service) Configure(inboxes []Inbox) {
 		if in, ok := s.inboxes[cfg.Name]; ok {
 			if in.settings.Load().Forward != set.Forward && in.breaker.reset(time.Now()) {
 				s.log().Info("forward URL changed; circuit breaker closed", zap.String("inbox", cfg.Name))
-				if h := s.hooks.Breaker; h != nil {
-					h(cfg.Name, false)
-				}
+				reset = append(reset, cfg.Name)
 			}
 			in.setSettings(set)
 			continue
 		}
-		in := newInbox(s, cfg.Name, set)
+		in, ok := s.retired[cfg.Name]
+		if ok {
+			// Configured again: the same state, so that the attempts still
+			// in flight from before count toward its concurrency, once its
+			// previous dispatcher is gone (it is only ever one select or
+			// one claim away from returning).
+			delete(s.retired, cfg.Name)
+			<-in.ran
+			if in.settings.Load().Forward != set.Forward && in.breaker.reset(time.Now()) {
+				reset = append(reset, cfg.Name)
+			}
+			in.setSettings(set)
+		} else {
+			in = newInbox(s, cfg.Name, set)
+		}
 		s.inboxes[cfg.Name] = in
-		s.dispatch.Add(1)
-		go func() {
-			defer s.dispatch.Done()
-			in.run()
-		}()
+		s.startDispatcher(in)
 	}
 	for name, in := range s.inboxes {
 		if !seen[name] {
 			close(in.quit)
 			delete(s.inboxes, name)
+			s.retired[name] = in
 		}
 	}
+}
+
+// startDispatcher runs in's dispatcher until in.quit is closed.
+func (s *Service) startDispatcher(in *inbox) {
+	quit, ran := make(chan struct{}), make(chan struct{})
+	in.quit, in.ran = quit, ran
+	s.dispatch.Add(1)
+	go func() {
+		defer s.dispatch.Done()
+		defer close(ran)
+		in.run(quit)
+	}()
 }
 
 // Stop ends delivery. It stops claiming at once, then waits for the attempts
