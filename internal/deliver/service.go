@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,6 +288,7 @@ type settings struct {
 
 func newSettings(cfg Inbox) (*settings, error) {
 	set := &settings{Inbox: cfg}
+	set.Retry = slices.Clone(cfg.Retry) // the caller's slice may be reused
 	if set.Method == "" {
 		set.Method = defaultMethod
 	}
