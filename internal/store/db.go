@@ -37,7 +37,7 @@ type Options struct {
 	// MemTableSize is Badger's memtable size in bytes; default 32 MiB. It
 	// bounds one commit to 15% of it, and memory use to a few times it.
 	MemTableSize int64
-	// BlockCacheSize is Badger's block cache in bytes; default 32 MiB.
+	// BlockCacheSize is Badger's block cache in bytes; default 16 MiB.
 	BlockCacheSize int64
 }
 
@@ -147,7 +147,7 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 	}
 	blockCache := opts.BlockCacheSize
 	if blockCache <= 0 {
-		blockCache = 32 << 20
+		blockCache = 16 << 20
 	}
 	return badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{logger.Named("badger").Sugar()}).
@@ -157,10 +157,9 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 		// One writer, and claims only read: there is nothing to conflict.
 		WithDetectConflicts(false).
 		WithMemTableSize(memTable).
-		// Each memtable is preallocated; five (the default) would cost 160 MB.
-		WithNumMemtables(3).
-		WithNumLevelZeroTables(3).
-		WithNumLevelZeroTablesStall(8).
+		// Each memtable is a preallocated arena plus a mapped WAL file: five
+		// (the default) would cost over 300 MB. Two: one filling, one flushing.
+		WithNumMemtables(2).
 		WithNumCompactors(2).
 		WithValueLogFileSize(64 << 20).
 		WithCompression(options.Snappy).
