@@ -91,7 +91,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write a CPU profile of caddy during the first ingest run to this `file`")
+	flag.StringVar(&c.profile, "profile", "", "write CPU profiles of caddy (ingest.pprof: the first ingest run; delivery.pprof: the first backlog drain) into this `directory`")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
 	flag.Parse()

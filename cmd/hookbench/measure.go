@@ -274,19 +274,32 @@ func failedText(n int64) string {
 // they do not steal the next target's CPU.
 func (b *bench) ingestRun(run int) (float64, int64) {
 	b.noop.reset()
-	if run == 0 && b.c.profile != "" {
-		seconds := max(1, int((b.c.warmup + b.c.duration).Seconds()))
-		go func() {
-			if err := b.server.profile(seconds, b.c.profile); err != nil {
-				b.note("CPU profile: %v", err)
-			} else {
-				b.logf("CPU profile of the first ingest run written to %s", b.c.profile)
-			}
-		}()
+	if run == 0 {
+		b.profile("ingest.pprof", b.c.warmup+b.c.duration)
 	}
 	res := b.sender.closedLoop(closedLoad{url: b.ingestURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
 	b.drain(b.noop, int(res.Accepted), "ingest")
 	return res.perSecond(), res.Failed
+}
+
+// profile takes a CPU profile of the main caddy for d, in the background,
+// into the -profile directory.
+func (b *bench) profile(name string, d time.Duration) {
+	if b.c.profile == "" {
+		return
+	}
+	path := filepath.Join(b.c.profile, name)
+	go func() {
+		if err := os.MkdirAll(b.c.profile, 0o755); err != nil {
+			b.note("CPU profile: %v", err)
+			return
+		}
+		if err := b.server.profile(max(1, int(d.Seconds())), path); err != nil {
+			b.note("CPU profile %s: %v", name, err)
+			return
+		}
+		b.logf("CPU profile written to %s", path)
+	}()
 }
 
 // drain waits until n events have reached a, noting it if they do not.
@@ -306,10 +319,15 @@ func (b *bench) drain(a *app, n int, what string) {
 // while -burst events are ingested, so they all wait in the store; then it
 // lets go, and the arrival rate over the middle 80% of the backlog (no
 // start-up, no tail) is the delivery rate.
-func (b *bench) backlogRun(int) (float64, int64) {
+func (b *bench) backlogRun(run int) (float64, int64) {
 	b.gated.reset()
 	b.gated.hold()
 	res := b.sender.closedLoop(closedLoad{url: b.backlogURL, conns: b.c.conns, duration: time.Hour, limit: int64(b.c.burst)})
+	if run == 0 {
+		// The drain's length is not known beforehand; -duration is
+		// enough to see where it spends its time.
+		b.profile("delivery.pprof", b.c.duration)
+	}
 	b.gated.release()
 	b.drain(b.gated, int(res.Accepted), "backlog")
 	return steadyRate(b.gated.arrivals()), res.Failed
@@ -336,7 +354,8 @@ func (b *bench) measureRates() {
 		rf := b.rateRun(b.ingestURL, b.noop, rate)
 		b.report.Rates = append(b.report.Rates, rf)
 		b.logf("open loop %s req/s: answer p50 %.2f p99 %.2f p99.9 %.2f ms; accept→delivery p50 %.2f p99 %.2f ms%s",
-			count(rate), rf.Answer.P50, rf.Answer.P99, rf.Answer.P999, rf.Delivery.P50, rf.Delivery.P99, failedText(int64(rf.Failed)))
+			count(rate), rf.Answer.P50, rf.Answer.P99, rf.Answer.P999, rf.Delivery.P50, rf.Delivery.P99,
+			failedText(int64(rf.Failed)))
 	}
 }
 
@@ -376,6 +395,7 @@ func (b *bench) rateRun(url string, a *app, rate float64) rateFigures {
 		}
 		deliveries = append(deliveries, max(0, at.Sub(s.answered)))
 	}
-	rf.Delivery = summarize(deliveries)
+	d := summarize(deliveries)
+	rf.Delivery = &d
 	return rf
 }

@@ -62,9 +62,9 @@ type rateFigures struct {
 	Rate   float64   `json:"rate_per_s"`
 	Answer latencies `json:"answer"`
 	// Delivery is from the sender's 200 to the app's arrival.
-	Delivery    latencies `json:"accept_to_delivery"`
-	Failed      int       `json:"failed"`
-	Undelivered int       `json:"undelivered"`
+	Delivery    *latencies `json:"accept_to_delivery,omitempty"`
+	Failed      int        `json:"failed"`
+	Undelivered int        `json:"undelivered"`
 }
 
 type idleFigures struct {
@@ -79,10 +79,11 @@ type scaleFigures struct {
 	Full        *throughput   `json:"ingest_full"`
 	RatesEmpty  []rateFigures `json:"rates_empty,omitempty"`
 	RatesFull   []rateFigures `json:"rates_full,omitempty"`
-	RSS         int64         `json:"rss_bytes"`
-	PeakRSS     int64         `json:"peak_rss_bytes"`
+	Memory      memStatus     `json:"memory"`
 	FirstAnswer float64       `json:"start_to_first_200_s"`
-	RSSRestart  int64         `json:"rss_after_restart_bytes"`
+	// FirstAnswerEmpty is the same on an empty store: Caddy's own start.
+	FirstAnswerEmpty float64   `json:"start_to_first_200_empty_s"`
+	MemoryRestart    memStatus `json:"memory_after_restart"`
 }
 
 // check is one target of the project, measured or not.
@@ -134,10 +135,16 @@ func (r *report) judge() {
 	if s == nil {
 		s = &scaleFigures{}
 	}
+	// The targets are set for a million pending; a run with -scale-events
+	// says how many it had, so a smaller run is not read as the real one.
+	pending := "1M"
+	if s.Pending > 0 {
+		pending = count(float64(s.Pending))
+	}
 	v, m = ratio(s.Full, s.Empty)
-	add("ingest with 1M pending / empty", "≥ 0.9", v, m, v >= 0.9)
-	add("RSS with 1M pending (MB)", "< 300", mb(s.RSS), s.RSS > 0, mb(s.RSS) < 300)
-	add("start to first 200 with 1M pending (s)", "< 3", s.FirstAnswer, s.FirstAnswer > 0, s.FirstAnswer < 3)
+	add("ingest with "+pending+" pending / empty", "≥ 0.9", v, m, v >= 0.9)
+	add("RSS with "+pending+" pending (MB)", "< 300", mb(s.Memory.RSS), s.Memory.RSS > 0, mb(s.Memory.RSS) < 300)
+	add("start to first 200 with "+pending+" pending (s)", "< 3", s.FirstAnswer, s.FirstAnswer > 0, s.FirstAnswer < 3)
 }
 
 func mb(b int64) float64 { return float64(b) / 1e6 }
@@ -172,7 +179,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 	tput(fmt.Sprintf("hookinbox delivered to no-op app (backlog of %d)", c.Burst), r.Delivered, "events/s")
 	for _, rf := range r.Rates {
 		row(fmt.Sprintf("ingest answer at %s req/s, p50 / p99 / p99.9", count(rf.Rate)), latencyText(rf.Answer, rf.Failed), "", "")
-		row(fmt.Sprintf("accept→delivery at %s req/s, p50 / p99", count(rf.Rate)), deliveryText(rf.Delivery, rf.Undelivered), "", "")
+		if rf.Delivery != nil {
+			row(fmt.Sprintf("accept→delivery at %s req/s, p50 / p99", count(rf.Rate)), deliveryText(*rf.Delivery, rf.Undelivered), "", "")
+		}
 	}
 	if r.Idle != nil {
 		row("idle ingest answer, p50 / p99", fmt.Sprintf("%s / %s ms", ms(r.Idle.Answer.P50), ms(r.Idle.Answer.P99)), "", "")
@@ -187,8 +196,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 			row(fmt.Sprintf("scale: answer p99 at %s req/s, empty → backlog", count(f.Rate)),
 				fmt.Sprintf("%s → %s ms", ms(e.Answer.P99), ms(f.Answer.P99)), "", "")
 		}
-		row("scale: RSS (peak) with backlog", fmt.Sprintf("%.0f MB (%.0f MB)", mb(s.RSS), mb(s.PeakRSS)), "", "")
-		row("scale: RSS after restart on backlog", fmt.Sprintf("%.0f MB", mb(s.RSSRestart)), "", "")
+		row("scale: RSS with backlog (anon + file-mapped; peak)", memText(s.Memory), "", "")
+		row("scale: RSS after restart on backlog", memText(s.MemoryRestart), "", "")
+		row("scale: start to first 200, empty store (reference)", fmt.Sprintf("%.2f s", s.FirstAnswerEmpty), "", "")
 	}
 	for _, ch := range r.Checks {
 		value := "—"
@@ -218,6 +228,10 @@ func rateText(t *throughput, unit string) string {
 		s += fmt.Sprintf(", %d failed", t.Failed)
 	}
 	return s
+}
+
+func memText(m memStatus) string {
+	return fmt.Sprintf("%.0f MB (%.0f + %.0f; peak %.0f)", mb(m.RSS), mb(m.Anon), mb(m.File), mb(m.Peak))
 }
 
 func latencyText(l latencies, failed int) string {

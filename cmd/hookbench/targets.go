@@ -191,29 +191,36 @@ func (s *caddyServer) stop() {
 	}
 }
 
-// memory reads the process's resident set (VmRSS) and its peak (VmHWM),
-// in bytes.
-func (s *caddyServer) memory() (rss, peak int64, err error) {
+// memStatus is the process's memory, in bytes, from /proc/<pid>/status.
+type memStatus struct {
+	RSS  int64 `json:"rss_bytes"`      // VmRSS: what the target is about
+	Peak int64 `json:"peak_rss_bytes"` // VmHWM
+	// Anon and File split RSS: Badger maps its files, and their pages
+	// count in RSS although the kernel can drop them when memory is short.
+	Anon int64 `json:"rss_anon_bytes"`
+	File int64 `json:"rss_file_bytes"`
+}
+
+func (s *caddyServer) memory() (memStatus, error) {
+	var m memStatus
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
+	fields := map[string]*int64{"VmRSS": &m.RSS, "VmHWM": &m.Peak, "RssAnon": &m.Anon, "RssFile": &m.File}
 	for _, line := range strings.Split(string(data), "\n") {
 		key, val, ok := strings.Cut(line, ":")
-		if !ok || (key != "VmRSS" && key != "VmHWM") {
+		into := fields[key]
+		if !ok || into == nil {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("%s: %q", key, val)
+			return m, fmt.Errorf("%s: %q", key, val)
 		}
-		if key == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
+		*into = kb << 10
 	}
-	return rss, peak, nil
+	return m, nil
 }
 
 // profile fetches a CPU profile of seconds from the admin endpoint's pprof.
