@@ -24,10 +24,13 @@ type hmacVerifier struct {
 	enc      encoding
 	content  template
 	tsHeader string
-	idHeader string
-	window   time.Duration
-	keys     [][]byte
-	url      string // the public URL, for {url}; empty: the request's
+	// parseTime reads the timestamp header; nil means Unix seconds or
+	// milliseconds.
+	parseTime func(string) (time.Time, bool)
+	idHeader  string
+	window    time.Duration
+	keys      [][]byte
+	url       string // the public URL, for {url}; empty: the request's
 	// eventID finds the sender's event id; nil means the idHeader.
 	eventID func(r *Request) string
 	// decorate adds the other headers the sender sends, for Sign.
@@ -102,8 +105,12 @@ func (v *hmacVerifier) Verify(r *Request) (Result, error) {
 		if ts == "" {
 			return Result{}, unauthorized(ReasonTimestampMissing)
 		}
+		parse := v.parseTime
+		if parse == nil {
+			parse = unixSecondsOrMillis
+		}
 		var ok bool
-		if signed, ok = unixSecondsOrMillis(ts); !ok {
+		if signed, ok = parse(ts); !ok {
 			return Result{}, malformed(ReasonTimestampMalformed)
 		}
 	}
@@ -159,6 +166,9 @@ func (v *hmacVerifier) sign(body []byte, target *url.URL, now time.Time) (http.H
 	var ts, id string
 	if v.tsHeader != "" {
 		ts = strconv.FormatInt(now.Unix(), 10)
+		if v.parseTime != nil {
+			ts = now.UTC().Format(time.RFC3339)
+		}
 		h.Set(v.tsHeader, ts)
 	}
 	if v.idHeader != "" {

@@ -3,11 +3,12 @@ package verify
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
-// Hotmart and Hubla, Brazilian sales platforms, send a static token in a
-// header on every webhook.
+// Hotmart and Hubla, Brazilian sales platforms, and Asaas, a Brazilian
+// payments platform, send a static token in a header on every webhook.
 
 // newHotmart: Hotmart's webhook 2.0 sends the account's hottok in
 // X-HOTMART-HOTTOK; the event's own id is the body's "id".
@@ -30,4 +31,17 @@ func hotmartSample(id string, now time.Time) []byte {
 func hublaSample(id string, now time.Time) []byte {
 	return fmt.Appendf(nil, `{"type":"invoice.payment_succeeded","version":"2.0.0","event":{"product":{"id":"hookinbox-test","name":"hookinbox test product"},"invoice":{"id":%q,"status":"paid","amount":{"totalCents":9700},"paidAt":%q},"user":{"email":"buyer@example.com"}}}`,
 		id, now.UTC().Format(time.RFC3339))
+}
+
+// newAsaas: Asaas sends the webhook's authentication token in
+// asaas-access-token; the event's id (evt_…) is the body's "id", and Asaas
+// may deliver the same event more than once.
+func newAsaas(c Config) (Verifier, error) {
+	return headerToken("asaas", "Asaas-Access-Token", c, jsonEventID("id"),
+		func(h http.Header, _ []byte) { h.Set("Content-Type", "application/json") })
+}
+
+func asaasSample(id string, now time.Time) []byte {
+	return fmt.Appendf(nil, `{"id":"evt_%s","event":"PAYMENT_RECEIVED","dateCreated":%q,"payment":{"object":"payment","id":"pay_%d","customer":"cus_000005219613","value":100.0,"netValue":94.51,"billingType":"PIX","status":"RECEIVED","description":"hookinbox test"}}`,
+		strings.ReplaceAll(id, "-", ""), now.Format("2006-01-02 15:04:05"), now.UnixNano()%1e12)
 }

@@ -58,39 +58,7 @@ func (v *paddleVerifier) Verify(r *Request) (Result, error) {
 // parsePaddleSignature splits a Paddle-Signature header into its
 // timestamp and its decodable h1 signatures.
 func parsePaddleSignature(header string) (ts string, sigs [][]byte, rej *Rejection) {
-	if header == "" {
-		return "", nil, unauthorized(ReasonSignatureMissing)
-	}
-	sawH1 := false
-	for _, pair := range strings.Split(header, ";") {
-		k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok {
-			return "", nil, malformed(ReasonSignatureMalformed)
-		}
-		switch k {
-		case "ts":
-			if ts != "" || val == "" {
-				return "", nil, malformed(ReasonSignatureMalformed)
-			}
-			ts = val
-		case "h1":
-			sawH1 = true
-			if sig, err := hex.DecodeString(val); err == nil && len(sig) == sha256.Size {
-				sigs = append(sigs, sig)
-			}
-		}
-	}
-	switch {
-	case ts == "":
-		return "", nil, malformed(ReasonSignatureMalformed)
-	case !isDigits(ts):
-		return "", nil, malformed(ReasonTimestampMalformed)
-	case !sawH1:
-		return "", nil, unauthorized(ReasonSignatureMissing)
-	case len(sigs) == 0:
-		return "", nil, malformed(ReasonSignatureMalformed)
-	}
-	return ts, sigs, nil
+	return parseSignatureList(header, ";", "ts", "h1")
 }
 
 func (v *paddleVerifier) sign(body []byte, _ *url.URL, now time.Time) (http.Header, error) {

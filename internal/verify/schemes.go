@@ -36,6 +36,25 @@ var registry = map[string]scheme{
 	"slack":    {build: newSlack, signsTime: always, sample: slackSample},
 	"paddle":   {build: newPaddle, signsTime: always, sample: paddleSample},
 	"hmac":     {build: newHMAC, signsTime: func(c Config) bool { return c.TimestampHeader != "" }, sample: genericSample},
+
+	// Beyond the SPEC's table.
+	"asaas":       {build: newAsaas, sample: asaasSample},
+	"bitbucket":   {build: newBitbucket, sample: bitbucketSample},
+	"calendly":    {build: newCalendly, signsTime: always, sample: calendlySample},
+	"discord":     {build: newDiscord, signsTime: always, sample: discordSample, sign: signDiscord},
+	"gitlab":      {build: newGitLab, sample: gitlabSample},
+	"intercom":    {build: newIntercom, sample: intercomSample},
+	"linear":      {build: newLinear, signsTime: always, sample: linearSample},
+	"mailgun":     {build: newMailgun, signsTime: always, sample: mailgunSample},
+	"mercadopago": {build: newMercadoPago, signsTime: always, sample: mercadopagoSample},
+	"pagerduty":   {build: newPagerDuty, sample: pagerdutySample},
+	"sendgrid":    {build: newSendGrid, signsTime: always, sample: sendgridSample, sign: signSendGrid},
+	"square":      {build: newSquare, sample: squareSample},
+	"twilio":      {build: newTwilio, sample: twilioSample},
+	"typeform":    {build: newTypeform, sample: typeformSample},
+	"woocommerce": {build: newWooCommerce, sample: woocommerceSample},
+	"zendesk":     {build: newZendesk, signsTime: always, sample: zendeskSample},
+	"zoom":        {build: newZoom, signsTime: always, sample: zoomSample},
 }
 
 func lookupScheme(name string) (scheme, bool) {
