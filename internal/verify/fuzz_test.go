@@ -3,6 +3,7 @@ package verify
 import (
 	"encoding/hex"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +142,66 @@ func FuzzUnixTimestamp(f *testing.F) {
 		tm, ok := unixSecondsOrMillis(s)
 		if ok {
 			checkTime(tm, t0, time.Minute)
+		}
+	})
+}
+
+func FuzzPagerDutySignatures(f *testing.F) {
+	f.Add("v1=f03de6f61df6e454f3620c4d6aca17ad072d3f8bbb2760eac3b2ad391b5e8073,v1=130dcacb53a94d983a37cf2acba98e805a1c37185309ba56fdcccbcf00d6dd8b")
+	f.Add("v1=,v2=ab, v1=zz")
+	f.Fuzz(func(t *testing.T, header string) {
+		sigs, rej := parsePagerDutySignatures(header)
+		checkRejection(t, rej)
+		if rej == nil && len(sigs) == 0 {
+			t.Fatalf("accepted %q", header)
+		}
+	})
+}
+
+func FuzzMercadoPagoSignature(f *testing.F) {
+	f.Add("ts=1704908010,v1=618c85345248dd820d5fd456117c2ab2ef8eda45a0282ff693eac24131a5e839", "https://e.com/h?data.id=ABC&type=payment")
+	f.Add("ts=,v1=", "https://e.com/h?data.id=%zz")
+	v, _ := New(Config{Scheme: "mercadopago", Secrets: []string{"k"}, Tolerance: time.Minute})
+	f.Fuzz(func(t *testing.T, header, rawURL string) {
+		ts, sigs, rej := parseMercadoPagoSignature(header)
+		checkRejection(t, rej)
+		if rej == nil && (!isDigits(ts) || len(sigs) == 0) {
+			t.Fatalf("accepted %q", header)
+		}
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			u = nil
+		}
+		v.Verify(&Request{URL: u, Header: http.Header{"X-Signature": {header}}, Now: t0})
+	})
+}
+
+// FuzzBodySignatures covers the schemes whose signature or timestamp is
+// read from the body or a form (mailgun, linear, twilio).
+func FuzzBodySignatures(f *testing.F) {
+	f.Add([]byte(`{"signature":{"timestamp":"1","token":"t","signature":"00"}}`), "sig")
+	f.Add([]byte("timestamp=1&token=t&signature=ab%zz"), "")
+	f.Add([]byte(`{"webhookTimestamp":1e99}`), "abcd")
+	schemes := []Config{
+		{Scheme: "mailgun", Secrets: []string{"k"}, Tolerance: time.Minute},
+		{Scheme: "linear", Secrets: []string{"k"}},
+		{Scheme: "twilio", Secrets: []string{"k"}},
+	}
+	var vs []Verifier
+	for _, c := range schemes {
+		v, err := New(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, sig string) {
+		for _, v := range vs {
+			r := &Request{URL: &url.URL{Scheme: "https", Host: "e.com", Path: "/h"}, Body: body, Now: t0,
+				Header: http.Header{"Linear-Signature": {sig}, "X-Twilio-Signature": {sig}}}
+			if _, err := v.Verify(r); err != nil {
+				checkRejection(t, err.(*Rejection))
+			}
 		}
 	})
 }
