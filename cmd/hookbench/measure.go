@@ -187,7 +187,7 @@ func (b *bench) waitReady(url string, timeout time.Duration) error {
 func (b *bench) measureIdle() {
 	b.logf("idle: %d sequential events", b.c.idle)
 	const warm = 10 // connections and the server's pools
-	var answers, deliveries []time.Duration
+	var answers, deliveries, throughs []time.Duration
 	missed := 0
 	for i := range warm + b.c.idle {
 		seq := b.open.seq.Add(1)
@@ -211,12 +211,13 @@ func (b *bench) measureIdle() {
 			// The app can see the event before the sender has read its
 			// 200: then the delivery took no time after the answer.
 			deliveries = append(deliveries, max(0, at.Sub(answered)))
+			throughs = append(throughs, at.Sub(start))
 		}
 		// A pause, so each event finds the dispatcher asleep, as an idle
 		// inbox does.
 		time.Sleep(5 * time.Millisecond)
 	}
-	b.report.Idle = &idleFigures{Answer: summarize(answers), Delivery: summarize(deliveries)}
+	b.report.Idle = &idleFigures{Answer: summarize(answers), Delivery: summarize(deliveries), Through: summarize(throughs)}
 	if missed > 0 {
 		b.note("idle: %d of %d events were not answered 200 or not delivered within 10s", missed, warm+b.c.idle)
 	}

@@ -70,6 +70,9 @@ type rateFigures struct {
 type idleFigures struct {
 	Answer   latencies `json:"answer"`
 	Delivery latencies `json:"accept_to_delivery"`
+	// Through is from the moment the sender sends to the app's arrival:
+	// the answer and the delivery race, so this is not their sum.
+	Through latencies `json:"send_to_delivery"`
 }
 
 type scaleFigures struct {
@@ -186,6 +189,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	if r.Idle != nil {
 		row("idle ingest answer, p50 / p99", fmt.Sprintf("%s / %s ms", ms(r.Idle.Answer.P50), ms(r.Idle.Answer.P99)), "", "")
 		row("idle accept→delivery, p50 / p99", fmt.Sprintf("%s / %s ms", ms(r.Idle.Delivery.P50), ms(r.Idle.Delivery.P99)), "", "")
+		row("idle send→delivery, p50 / p99", fmt.Sprintf("%s / %s ms", ms(r.Idle.Through.P50), ms(r.Idle.Through.P99)), "", "")
 	}
 	if s := r.Scale; s != nil {
 		row("scale: events pending", count(float64(s.Pending)), "", "")
