@@ -14,9 +14,12 @@ import (
 // sender: one `verify` line of the handler. A request passes if any one
 // of the inbox's verify entries passes.
 type VerifyConfig struct {
-	// Scheme names how the sender proves itself: hotmart, hubla, token,
-	// stripe, standard, github, shopify, slack, paddle, hmac, and the
-	// other senders listed in the documentation.
+	// Scheme names how the sender proves itself: a sender (asaas,
+	// bitbucket, calendly, discord, github, gitlab, hotmart, hubla,
+	// intercom, linear, mailgun, mercadopago, paddle, pagerduty, sendgrid,
+	// shopify, slack, square, stripe, twilio, typeform, woocommerce,
+	// zendesk, zoom), Standard Webhooks and Svix (standard), a static
+	// token (token) or any other HMAC signature (hmac).
 	Scheme string `json:"scheme"`
 
 	// Secrets are what the sender shares with you: a static token, a

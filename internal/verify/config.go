@@ -62,9 +62,10 @@ type Config struct {
 	IDHeader string
 
 	// URL is the public URL the sender was given, for the schemes that
-	// sign it (twilio, square). Set it when the URL the request arrives
-	// at differs from it, for instance behind another proxy or tunnel;
-	// by default the request's own URL is used.
+	// sign it (twilio, square, mercadopago, and hmac with {url}). Set it
+	// when the URL the request arrives at differs from it, for instance
+	// behind another proxy or tunnel; by default the request's own URL is
+	// used, so Request.URL must then be absolute.
 	URL string
 }
 
