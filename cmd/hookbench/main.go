@@ -41,6 +41,7 @@ type config struct {
 	drainTimeout     time.Duration
 	concurrency      int
 
+	main        bool
 	scale       bool
 	scaleEvents int64
 	fillConns   int
@@ -87,11 +88,12 @@ func parseFlags() config {
 	flag.IntVar(&c.idle, "idle", 200, "sequential requests of the idle accept-to-delivery latency")
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", time.Minute, "how long to wait for deliveries to catch up between measurements")
 	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "the inboxes' concurrency option: deliveries in flight (0: hookinbox's default)")
+	flag.BoolVar(&c.main, "main", true, "take the main figures (-main=false -scale takes only the scale figures)")
 	flag.BoolVar(&c.scale, "scale", false, "also measure with -scale-events pending (takes minutes)")
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write CPU profiles of caddy (ingest.pprof: the first ingest run; delivery.pprof: the first backlog drain) into this `directory`")
+	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof and delivery.pprof (CPU, first ingest run and first backlog drain), heap-scale.pprof (memory with the -scale backlog)")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
 	flag.Parse()
@@ -108,6 +110,8 @@ func (c config) validate() error {
 		return errors.New("-burst must be at least 10 and -idle at least 1")
 	case c.scaleEvents < 1:
 		return errors.New("-scale-events must be at least 1")
+	case !c.main && !c.scale:
+		return errors.New("-main=false leaves nothing to measure without -scale")
 	}
 	return nil
 }

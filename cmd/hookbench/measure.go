@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -20,6 +21,8 @@ type bench struct {
 	bin    string
 	report *report
 	begun  time.Time
+	// notesMu guards report.Notes: profiles finish in the background.
+	notesMu sync.Mutex
 
 	sender *sender // closed loop: connections bounded by -connections
 	open   *sender // open loop and single requests: connections unbounded
@@ -38,7 +41,9 @@ func (b *bench) logf(format string, args ...any) {
 // note records something a reader of the figures must know.
 func (b *bench) note(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	b.notesMu.Lock()
 	b.report.Notes = append(b.report.Notes, msg)
+	b.notesMu.Unlock()
 	b.logf("note: %s", msg)
 }
 
@@ -81,25 +86,10 @@ func run(c config) (*report, error) {
 	b.sender = &sender{client: newClient(c.conns), signer: sig, seq: seq}
 	b.open = b.sender.with(newClient(0))
 
-	if err := b.startMain(withInbox); err != nil {
-		return b.report, err
-	}
-	defer b.server.stop()
-	defer b.noop.close()
-	defer b.slow.close()
-	defer b.gated.close()
-
-	if withInbox {
-		if err := b.waitReady(b.ingestURL, 20*time.Second); err != nil {
+	if c.main {
+		if err := b.measureMain(withInbox); err != nil {
 			return b.report, err
 		}
-		b.measureIdle()
-	}
-	if err := b.measureThroughput(withInbox); err != nil {
-		return b.report, err
-	}
-	if withInbox {
-		b.measureRates()
 	}
 	if c.scale && withInbox {
 		if err := b.measureScale(); err != nil {
@@ -108,6 +98,35 @@ func run(c config) (*report, error) {
 	}
 	b.logf("done")
 	return b.report, nil
+}
+
+// measureMain takes every figure but the scale test's, on one caddy
+// process that it stops when done.
+func (b *bench) measureMain(withInbox bool) error {
+	defer func() {
+		b.server.stop()
+		for _, a := range []*app{b.noop, b.slow, b.gated} {
+			if a != nil {
+				a.close()
+			}
+		}
+	}()
+	if err := b.startMain(withInbox); err != nil {
+		return err
+	}
+	if withInbox {
+		if err := b.waitReady(b.ingestURL, 20*time.Second); err != nil {
+			return err
+		}
+		b.measureIdle()
+	}
+	if err := b.measureThroughput(withInbox); err != nil {
+		return err
+	}
+	if withInbox {
+		b.measureRates()
+	}
+	return nil
 }
 
 // startMain starts the stand-in apps and the caddy that serves every
@@ -158,11 +177,7 @@ func (b *bench) startMain(withInbox bool) error {
 	if b.server, err = startCaddy(b.bin, b.dir, "main", config, admin); err != nil {
 		return err
 	}
-	if err := b.server.waitListening(30*time.Second, listen...); err != nil {
-		b.server.stop()
-		return err
-	}
-	return nil
+	return b.server.waitListening(30*time.Second, listen...)
 }
 
 // waitReady sends single events until one is answered 200: Caddy may
@@ -295,7 +310,7 @@ func (b *bench) profile(name string, d time.Duration) {
 			b.note("CPU profile: %v", err)
 			return
 		}
-		if err := b.server.profile(max(1, int(d.Seconds())), path); err != nil {
+		if err := b.server.pprof(fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), path); err != nil {
 			b.note("CPU profile %s: %v", name, err)
 			return
 		}

@@ -179,7 +179,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	tput("Caddy `reverse_proxy` → no-op app", r.ProxyNoop, "req/s")
 	tput("Caddy `reverse_proxy` → "+c.SlowApp+" app", r.ProxySlow, "req/s")
 	tput("hookinbox ingest (verify, fsync, 200)", r.Ingest, "req/s")
-	tput(fmt.Sprintf("hookinbox delivered to no-op app (backlog of %d)", c.Burst), r.Delivered, "events/s")
+	tput("hookinbox delivered to no-op app (backlog of "+count(float64(c.Burst))+")", r.Delivered, "events/s")
 	for _, rf := range r.Rates {
 		row(fmt.Sprintf("ingest answer at %s req/s, p50 / p99 / p99.9", count(rf.Rate)), latencyText(rf.Answer, rf.Failed), "", "")
 		if rf.Delivery != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -95,6 +96,17 @@ func (b *bench) measureScale() error {
 	}
 	b.logf("scale: RSS %.0f MB (anon %.0f, file %.0f; peak %.0f) with the backlog",
 		mb(sf.Memory.RSS), mb(sf.Memory.Anon), mb(sf.Memory.File), mb(sf.Memory.Peak))
+	if b.c.profile != "" {
+		path := filepath.Join(b.c.profile, "heap-scale.pprof")
+		if err := os.MkdirAll(b.c.profile, 0o755); err != nil {
+			return err
+		}
+		if err := full.server.pprof("heap", path); err != nil {
+			b.note("heap profile: %v", err)
+		} else {
+			b.logf("heap profile of the server with the backlog written to %s", path)
+		}
+	}
 
 	b.logf("scale: restarting the full server on its data")
 	full.server.stop()

@@ -223,9 +223,10 @@ func (s *caddyServer) memory() (memStatus, error) {
 	return m, nil
 }
 
-// profile fetches a CPU profile of seconds from the admin endpoint's pprof.
-func (s *caddyServer) profile(seconds int, path string) error {
-	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.admin, seconds))
+// pprof saves one of the admin endpoint's profiles: "profile?seconds=N"
+// for CPU, "heap" for memory.
+func (s *caddyServer) pprof(profile, path string) error {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s", s.admin, profile))
 	if err != nil {
 		return err
 	}
