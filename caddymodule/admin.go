@@ -223,8 +223,6 @@ func inboxViews(app *App, db *store.DB, now time.Time) ([]inboxView, error) {
 
 // configuredInboxes lists the inbox names of app's config.
 func configuredInboxes(app *App) []string {
-	app.mu.Lock()
-	defer app.mu.Unlock()
 	names := make([]string, 0, len(app.inboxes))
 	for name := range app.inboxes {
 		names = append(names, name)

@@ -54,7 +54,8 @@ type App struct {
 	// workers emit while this config is the active one (events.go).
 	ctx caddy.Context
 
-	mu      sync.Mutex
+	// inboxes is filled by the handlers' Provision, which Caddy runs one
+	// at a time before Start, and only read afterwards: no lock needed.
 	inboxes map[string]deliver.Inbox
 }
 
@@ -103,12 +104,10 @@ func (a *App) Start() error {
 	if err := a.engine.open(a.logger, time.Duration(a.Retention), a.metrics); err != nil {
 		return err
 	}
-	a.mu.Lock()
 	inboxes := make([]deliver.Inbox, 0, len(a.inboxes))
 	for _, in := range a.inboxes {
 		inboxes = append(inboxes, in)
 	}
-	a.mu.Unlock()
 	a.engine.activate(a, inboxes)
 	return nil
 }
@@ -133,8 +132,6 @@ func (a *App) Cleanup() error {
 // register adds one handler's inbox to this config. An inbox name is the
 // identity of a queue, so two handlers may not claim the same one.
 func (a *App) register(in deliver.Inbox) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if _, ok := a.inboxes[in.Name]; ok {
 		return fmt.Errorf("inbox %q is configured twice: an inbox name must be unique", in.Name)
 	}
@@ -144,8 +141,6 @@ func (a *App) register(in deliver.Inbox) error {
 
 // inbox returns the configured settings of one inbox.
 func (a *App) inbox(name string) (deliver.Inbox, bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	in, ok := a.inboxes[name]
 	return in, ok
 }
@@ -247,8 +242,8 @@ func (e *engine) Destruct() error {
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
-	_ caddy.Destructor  = (*engine)(nil)
+	_ caddy.Destructor   = (*engine)(nil)
 )
