@@ -200,7 +200,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 			row(fmt.Sprintf("scale: answer p99 at %s req/s, empty → backlog", count(f.Rate)),
 				fmt.Sprintf("%s → %s ms", ms(e.Answer.P99), ms(f.Answer.P99)), "", "")
 		}
-		row("scale: RSS with backlog (anon + file-mapped; peak)", memText(s.Memory), "", "")
+		row("scale: RSS with backlog, at rest after the load (anon + file-mapped; peak)", memText(s.Memory), "", "")
 		row("scale: RSS after restart on backlog", memText(s.MemoryRestart), "", "")
 		row("scale: start to first 200, empty store (reference)", fmt.Sprintf("%.2f s", s.FirstAnswerEmpty), "", "")
 	}
