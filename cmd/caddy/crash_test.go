@@ -5,17 +5,14 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -25,107 +22,15 @@ import (
 // and at the end checks that every event that was answered 200 reached the
 // app at least once. HOOKINBOX_CRASH_CYCLES sets how many kills (default 3
 // in `go test`, so CI runs the short form).
+//
+// `go test ./...` shows a package's output only when it fails, so the
+// summary line is also written to the file named by HOOKINBOX_CRASH_SUMMARY
+// (default: hookinbox-crash-summary.txt in the system's temporary
+// directory), for CI to print or keep.
 
-// buildCaddy builds this command once per test binary.
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func caddyBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the real binary")
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hookinbox-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// server is one run of the binary.
-type server struct {
-	cmd  *exec.Cmd
-	addr string
-}
-
-func startServer(t *testing.T, bin, config, addr string, logs io.Writer) *server {
-	t.Helper()
-	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	// Relative paths in the config (the example's ./hookinbox-data) and
-	// Caddy's own data and config directories land beside the config.
-	cmd.Dir = filepath.Dir(config)
-	cmd.Env = append(os.Environ(), "HOME="+filepath.Dir(config))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, addr: addr}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			s.kill()
-			t.Fatalf("server did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (s *server) kill() {
-	_ = s.cmd.Process.Signal(syscall.SIGKILL)
-	_ = s.cmd.Wait()
-}
-
-// app is the stand-in application: it counts deliveries per event.
-type app struct {
-	mu    sync.Mutex
-	seen  map[string]int
-	total atomic.Int64
-}
-
-func (a *app) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	a.mu.Lock()
-	a.seen[string(body)]++
-	a.mu.Unlock()
-	a.total.Add(1)
-	// A little latency so some deliveries are in flight at each kill.
-	time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
-}
-
-func (a *app) delivered(body string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.seen[body] > 0
-}
+// crashConcurrency is the inbox's concurrency: at most that many deliveries
+// are in flight (and unrecorded) when the process is killed.
+const crashConcurrency = 8
 
 func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 	bin := caddyBinary(t)
@@ -138,14 +43,18 @@ func TestCrashLosesNoAcknowledgedEvent(t *testing.T) {
 		cycles = n
 	}
 
-	stand := &app{seen: map[string]int{}}
+	stand := newRecorder()
+	// A little latency so some deliveries are in flight at each kill.
+	stand.setAnswer(func(*http.Request, string) int {
+		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond)
+		return http.StatusOK
+	})
 	backend := httptest.NewServer(stand)
 	defer backend.Close()
 
 	dir := t.TempDir()
 	addr := freePort(t)
-	config := filepath.Join(dir, "Caddyfile")
-	err := os.WriteFile(config, []byte(fmt.Sprintf(`{
+	config := writeConfig(t, dir, fmt.Sprintf(`{
 	admin off
 	hookinbox {
 		storage %s
@@ -155,24 +64,20 @@ http://%s {
 	hookinbox crash {
 		verify hotmart crash-hottok
 		forward %s
-		concurrency 8
+		concurrency %d
 		retry 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms
 	}
 }
-`, filepath.Join(dir, "data"), addr, backend.URL)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs, err := os.Create(filepath.Join(dir, "caddy.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
+`, filepath.Join(dir, "data"), addr, backend.URL, crashConcurrency))
+	logs := logFile(t, dir)
 
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	var acked sync.Map
-	var ackedCount, sent atomic.Int64
-	var seq atomic.Int64
+	var (
+		ackedMu sync.Mutex
+		acked   []string
+		sent    atomic.Int64
+		seq     atomic.Int64
+	)
 	sendOne := func() {
 		body := fmt.Sprintf(`{"id":"evt-%d"}`, seq.Add(1))
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
@@ -185,9 +90,15 @@ http://%s {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusOK {
-			acked.Store(body, true)
-			ackedCount.Add(1)
+			ackedMu.Lock()
+			acked = append(acked, body)
+			ackedMu.Unlock()
 		}
+	}
+	ackedCount := func() int {
+		ackedMu.Lock()
+		defer ackedMu.Unlock()
+		return len(acked)
 	}
 
 	for cycle := range cycles {
@@ -195,47 +106,65 @@ http://%s {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(200+rand.IntN(600))*time.Millisecond)
 		var senders sync.WaitGroup
 		for range 6 {
-			senders.Add(1)
-			go func() {
-				defer senders.Done()
+			senders.Go(func() {
 				for ctx.Err() == nil {
 					sendOne()
 				}
-			}()
+			})
 		}
 		<-ctx.Done()
 		// Kill while the senders are still mid-request.
 		srv.kill()
 		cancel()
 		senders.Wait()
-		t.Logf("cycle %d: %d acknowledged so far", cycle+1, ackedCount.Load())
+		t.Logf("cycle %d: %d acknowledged so far", cycle+1, ackedCount())
 	}
 
 	// Last start: no more kills; everything acknowledged must arrive.
 	srv := startServer(t, bin, config, addr, logs)
 	defer srv.kill()
-	deadline := time.Now().Add(60 * time.Second)
 	var lost []string
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		lost = lost[:0]
-		acked.Range(func(body, _ any) bool {
-			if !stand.delivered(body.(string)) {
-				lost = append(lost, body.(string))
-			}
-			return true
-		})
+		lost = stand.missing(acked)
 		if len(lost) == 0 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	duplicates := stand.total.Load() - int64(len(stand.seen))
-	t.Logf("crash harness: cycles=%d sent=%d acknowledged=%d delivered=%d lost=%d duplicates=%d",
-		cycles, sent.Load(), ackedCount.Load(), len(stand.seen), len(lost), duplicates)
-	if ackedCount.Load() == 0 {
+	delivered, duplicates := stand.counts()
+	summary := fmt.Sprintf("crash harness: cycles=%d sent=%d acknowledged=%d delivered=%d lost=%d duplicates=%d",
+		cycles, sent.Load(), len(acked), delivered, len(lost), duplicates)
+	t.Log(summary)
+	writeSummary(t, summary)
+
+	if len(acked) == 0 {
 		t.Fatal("no request was acknowledged: the harness tested nothing")
 	}
 	if len(lost) > 0 {
 		t.Fatalf("%d acknowledged events were never delivered, e.g. %s", len(lost), lost[0])
 	}
+	// A kill can only repeat what was in flight at the app and not yet
+	// recorded: at most the inbox's concurrency per kill.
+	if bound := cycles * crashConcurrency; duplicates > bound {
+		t.Errorf("%d duplicate deliveries over %d kills; at most %d (concurrency %d per kill) can be explained",
+			duplicates, cycles, bound, crashConcurrency)
+	}
+}
+
+// writeSummary appends the harness's summary line to a file that outlives
+// the test, since `go test ./...` hides the log of a passing package.
+func writeSummary(t *testing.T, line string) {
+	t.Helper()
+	path := os.Getenv("HOOKINBOX_CRASH_SUMMARY")
+	if path == "" {
+		path = filepath.Join(os.TempDir(), "hookinbox-crash-summary.txt")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Logf("summary not written to %s: %v", path, err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s\n", time.Now().UTC().Format(time.RFC3339), line)
 }
