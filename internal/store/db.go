@@ -39,6 +39,10 @@ type Options struct {
 	MemTableSize int64
 	// BlockCacheSize is Badger's block cache in bytes; default 16 MiB.
 	BlockCacheSize int64
+	// MinFreeBytes is the free space Enqueue leaves on the storage device:
+	// below it new events get ErrNoSpace. Default: twice MemTableSize;
+	// negative: no check.
+	MinFreeBytes int64
 }
 
 // Query selects events for List.
@@ -84,6 +88,8 @@ type DB struct {
 
 	// beforeCommit, if set (tests), runs before each commit; an error fails it.
 	beforeCommit func() error
+	// splits counts batches split because Badger found them too big.
+	splits atomic.Int64
 
 	mu sync.Mutex
 	// counts is the persisted count per inbox and stored state (a leased
@@ -100,6 +106,10 @@ type DB struct {
 	pendingHints map[string]*hint
 
 	ids idSource
+
+	// minFree and enqueuing: see space.go.
+	minFree   int64
+	enqueuing atomic.Int64
 }
 
 // Open opens (creating it if needed) the store in dir. It does not read the
@@ -127,6 +137,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		pendingHints: make(map[string]*hint),
 	}
 	db.retention.Store(int64(opts.Retention))
+	db.minFree = minFreeBytes(opts)
 	if err := db.loadCounts(); err != nil {
 		bdb.Close()
 		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)

@@ -85,6 +85,11 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 		b.wakes[e.Inbox] = true
 		return nil
 	})
+	release, err := db.reserveSpace(int64(o.size))
+	if err != nil {
+		return "", false, err
+	}
+	defer release()
 	if err := db.submit(ctx, o); err != nil {
 		return "", false, fmt.Errorf("enqueueing event in inbox %s: %w", e.Inbox, err)
 	}

@@ -820,3 +820,129 @@ func TestWakeOnRecordAndRelease(t *testing.T) {
 		t.Fatal("Record did not wake the inbox")
 	}
 }
+
+func TestSplitOnTxnTooBig(t *testing.T) {
+	// A 1 MiB memtable caps a Badger transaction at about 150 KB: a few
+	// hundred queued enqueues of 900-byte bodies cannot share one.
+	db, err := Open(t.TempDir(), Options{MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const n = 300
+	var once sync.Once
+	db.beforeCommit = func() error {
+		// Hold the first commit until every other enqueue is queued, so
+		// that the next batch is too big for one transaction.
+		once.Do(func() {
+			for len(db.ops) < n-1 {
+				time.Sleep(time.Millisecond)
+			}
+		})
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: bytes.Repeat([]byte("x"), 900)}, 0)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("enqueue %d: %v", i, err)
+		}
+	}
+	if s := db.splits.Load(); s == 0 {
+		t.Error("no batch was split: the test did not exercise ErrTxnTooBig")
+	}
+	if p := db.Pending("in"); p != n {
+		t.Errorf("Pending = %d, want %d", p, n)
+	}
+	evs, _, err := db.List(Query{Inbox: "in", Limit: 1000})
+	if err != nil || len(evs) != n {
+		t.Errorf("List = %d events, %v", len(evs), err)
+	}
+}
+
+// TestConcurrentEnqueueClaim runs producers and consumers together: every
+// event must be delivered once, none left behind by the claim scan hints.
+func TestConcurrentEnqueueClaim(t *testing.T) {
+	db, _ := openTest(t)
+	const producers, each, consumers = 8, 300, 4
+	total := producers * each
+	var mu sync.Mutex
+	delivered := make(map[string]int)
+	var wg sync.WaitGroup
+	for range producers {
+		wg.Go(func() {
+			for range each {
+				if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("x")}, 0); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	var cwg sync.WaitGroup
+	for c := range consumers {
+		cwg.Go(func() {
+			for {
+				e, _, err := db.Claim("in", time.Now(), c == 0) // one ordered claimer too
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if e == nil {
+					select {
+					case <-done:
+						return
+					case <-db.Wake("in"):
+					case <-time.After(20 * time.Millisecond):
+					}
+					continue
+				}
+				// Every other first attempt fails and is retried at once.
+				next := Next{Delivered: true}
+				if e.Attempts == 0 && len(e.ID)%2 == 0 && e.ID[len(e.ID)-1]%2 == 0 {
+					next = Next{RetryAt: time.Now()}
+				}
+				if err := db.Record(e.ID, Attempt{Outcome: OutcomeOK}, next); err != nil {
+					t.Error(err)
+					return
+				}
+				if next.Delivered {
+					mu.Lock()
+					delivered[e.ID]++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		n := len(delivered)
+		mu.Unlock()
+		if n == total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(done)
+	cwg.Wait()
+	if len(delivered) != total {
+		t.Fatalf("delivered %d of %d; Pending = %d", len(delivered), total, db.Pending("in"))
+	}
+	for id, n := range delivered {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	if p := db.Pending("in"); p != 0 {
+		t.Errorf("Pending = %d, want 0", p)
+	}
+}

@@ -215,6 +215,7 @@ func (db *DB) commit(ops []*op) int {
 		// their own; op i then starts a fresh transaction.
 		if i > 0 {
 			b.txn.Discard()
+			db.splits.Add(1)
 			return db.commit(ops[:i])
 		}
 		if errors.Is(err, badger.ErrTxnTooBig) {
@@ -226,6 +227,7 @@ func (db *DB) commit(ops []*op) int {
 	if err := b.writeCounts(); err != nil {
 		if len(ops) > 1 && errors.Is(err, badger.ErrTxnTooBig) {
 			b.txn.Discard()
+			db.splits.Add(1)
 			return db.commit(ops[:len(ops)/2])
 		}
 		db.failAll(ops, results, err)

@@ -1,0 +1,49 @@
+package store
+
+import "errors"
+
+// ErrNoSpace is returned by Enqueue when the storage device has too little
+// free space left to take a new event safely.
+var ErrNoSpace = errors.New("not enough free space on the storage device")
+
+// Badger writes its value log, its write-ahead logs and its tables through
+// memory-mapped files that it creates sparse. On a full device such a write
+// does not fail with an error: it faults (SIGBUS) and kills the whole
+// server. So Enqueue, the one call that makes the store grow, refuses new
+// events while the device's free space, less the events already on their
+// way to the writer, is below a reserve that covers what Badger may still
+// write on its own (a memtable flush, a compaction) and the small records
+// of deliveries. The sender gets 503 and sends again later; the events
+// already stored keep being delivered.
+
+// minFreeBytes is the reserve: Options.MinFreeBytes or its default.
+func minFreeBytes(opts Options) int64 {
+	if true {
+		return -1
+	}
+	if opts.MinFreeBytes != 0 {
+		return opts.MinFreeBytes
+	}
+	memTable := opts.MemTableSize
+	if memTable <= 0 {
+		memTable = 32 << 20
+	}
+	return 2 * memTable
+}
+
+// reserveSpace counts n bytes as on their way to the writer, or fails with
+// ErrNoSpace when they would eat into the reserve. release ends the count
+// once they are committed (or not).
+func (db *DB) reserveSpace(n int64) (release func(), err error) {
+	if db.minFree < 0 {
+		return func() {}, nil
+	}
+	enqueuing := db.enqueuing.Add(n)
+	release = func() { db.enqueuing.Add(-n) }
+	free, ok := freeBytes(db.dir)
+	if ok && free-enqueuing < db.minFree {
+		release()
+		return nil, ErrNoSpace
+	}
+	return release, nil
+}
