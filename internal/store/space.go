@@ -18,9 +18,6 @@ var ErrNoSpace = errors.New("not enough free space on the storage device")
 
 // minFreeBytes is the reserve: Options.MinFreeBytes or its default.
 func minFreeBytes(opts Options) int64 {
-	if true {
-		return -1
-	}
 	if opts.MinFreeBytes != 0 {
 		return opts.MinFreeBytes
 	}
