@@ -75,6 +75,9 @@ func startServer(t *testing.T, bin, config, addr string, logs io.Writer) *server
 	t.Helper()
 	cmd := exec.Command(bin, "run", "--config", config, "--adapter", "caddyfile")
 	cmd.Stdout, cmd.Stderr = logs, logs
+	// Relative paths in the config (the example's ./hookinbox-data) and
+	// Caddy's own data and config directories land beside the config.
+	cmd.Dir = filepath.Dir(config)
 	cmd.Env = append(os.Environ(), "HOME="+filepath.Dir(config))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
