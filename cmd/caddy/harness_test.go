@@ -276,6 +276,14 @@ type inbox struct {
 	} `json:"breaker"`
 }
 
+// breaker is the state of the inbox's circuit breaker ("" if none is shown).
+func (in inbox) breaker() string {
+	if in.Breaker == nil {
+		return ""
+	}
+	return in.Breaker.State
+}
+
 func (a adminClient) inbox(name string) inbox {
 	a.t.Helper()
 	var v struct{ Inboxes []inbox }
