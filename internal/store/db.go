@@ -160,7 +160,12 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 	if blockCache <= 0 {
 		blockCache = 16 << 20
 	}
-	return badger.DefaultOptions(dir).
+	o := badger.DefaultOptions(dir)
+	// Compaction builds each output table in a buffer of twice its size, a
+	// dozen at a time; tables that double in size at each level would make
+	// that hundreds of MB on a large backlog. Keep them all at 2 MB.
+	o.TableSizeMultiplier = 1
+	return o.
 		WithLogger(badgerLogger{logger.Named("badger").Sugar()}).
 		// Acknowledged means on disk: every commit is fsync'd. The writer
 		// batches so that the fsync is shared.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,13 @@ func TestMillionPending(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
+	if keep := os.Getenv("HOOKINBOX_SCALE_KEEP"); keep != "" {
+		dir = keep // reuse a data set built before, for profiling
+		if _, err := os.Stat(keep); err == nil {
+			restart(t, dir)
+			return
+		}
+	}
 	db, err := Open(dir, Options{Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -68,10 +76,21 @@ func TestMillionPending(t *testing.T) {
 	close(stopRSS)
 	t.Logf("enqueued %d in %v (%v/event); peak RSS while enqueueing %d MiB; now %s",
 		n, time.Since(start), time.Since(start)/time.Duration(n), peak.Load()>>10, memory())
+	if p := os.Getenv("HOOKINBOX_SCALE_HEAP"); p != "" {
+		f, err := os.Create(p + ".build")
+		if err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The rest runs in a fresh process, as after a restart.
+	restart(t, dir)
+}
+
+// restart runs the serving phase in a fresh process, as after a restart.
+func restart(t *testing.T, dir string) {
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestMillionPending$", "-test.v")
 	cmd.Env = append(os.Environ(), "HOOKINBOX_SCALE_DIR="+dir)
 	out, err := cmd.CombinedOutput()
@@ -138,6 +157,13 @@ func servePhase(t *testing.T, dir string, n int) {
 		t.Fatalf("List = %d, %v", len(evs), err)
 	}
 	t.Logf("Inboxes + List(100): %v; %s", time.Since(start), memory())
+	if p := os.Getenv("HOOKINBOX_SCALE_HEAP"); p != "" {
+		f, err := os.Create(p)
+		if err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	if rss := rssKiB() >> 10; rss > 300 {
 		t.Errorf("RSS %d MiB, want well under 300", rss)
 	}
