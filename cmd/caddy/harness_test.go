@@ -417,6 +417,12 @@ func (rec *recorder) peakOf(group string) int {
 	return rec.peak[group]
 }
 
+func (rec *recorder) inFlightOf(group string) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.inFlight[group]
+}
+
 func (rec *recorder) resetPeak(group string) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
