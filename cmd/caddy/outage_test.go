@@ -44,7 +44,7 @@ func TestOutageKeepsAcceptingAndDrainsAtConcurrency(t *testing.T) {
 		h := hanging
 		hang.Unlock()
 		if h && pathGroup(r.URL.Path) == "hanging" {
-			<-r.Context().Done() // until hookinbox's timeout gives up
+			<-r.Context().Done()             // until hookinbox's timeout gives up
 			return http.StatusGatewayTimeout // nobody reads it: not a delivery
 		}
 		time.Sleep(20 * time.Millisecond) // long enough to overlap at concurrency
