@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -146,15 +147,26 @@ func (in *inbox) start(e *store.Event) {
 	s.attempts.Add(1)
 	go func() {
 		defer s.attempts.Done()
-		defer signal(in.finished)
-		defer s.running.Add(-1)
-		defer in.running.Add(-1)
-		in.deliver(e)
+		var once sync.Once
+		done := func() {
+			once.Do(func() {
+				in.running.Add(-1)
+				s.running.Add(-1)
+				signal(in.finished)
+			})
+		}
+		defer done()
+		in.deliver(e, done)
 	}()
 }
 
-// deliver makes one attempt at e, records it and tells the hooks.
-func (in *inbox) deliver(e *store.Event) {
+// deliver makes one attempt at e, records it and tells the hooks. It calls
+// done as soon as the application has answered and the breaker has heard
+// of it, before the record is committed: the slot goes to the next event
+// while the store batches this record with others into one fsync. The
+// event stays leased until its record is committed, so it cannot be
+// claimed twice, and an ordered inbox's next event waits for it.
+func (in *inbox) deliver(e *store.Event, done func()) {
 	s := in.svc
 	set := in.settings.Load()
 	log := s.log().With(zap.String("inbox", in.name), zap.String("id", e.ID))
@@ -175,6 +187,8 @@ func (in *inbox) deliver(e *store.Event) {
 	}
 
 	next := schedule(set, e.Attempts, a, res.retryAfter, time.Now())
+	transition := in.breaker.record(a.Outcome, time.Now())
+	done()
 	if err := s.queue.Record(e.ID, a, next); err != nil {
 		// Without a record the event must not stay leased for ever: let
 		// it be claimed again (the application may see it twice, which
@@ -221,9 +235,7 @@ func (in *inbox) deliver(e *store.Event) {
 		h(in.name, e)
 	}
 
-	// The breaker changes last, after the store has the attempt, so a probe's
-	// result is durable before the backlog is let through.
-	switch in.breaker.record(a.Outcome, time.Now()) {
+	switch transition {
 	case opened:
 		log.Warn("application looks down; circuit breaker open",
 			zap.Int("failures", in.breaker.state().Failures), zap.Time("until", in.breaker.reopenAt()))
