@@ -181,10 +181,12 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 		WithCompression(options.Snappy).
 		WithBlockCacheSize(blockCache).
 		WithIndexCacheSize(16 << 20).
-		// Bodies and metas of 1 KiB and more go to the value log, so the LSM
-		// tree holds the small index keys and compaction stays cheap. Must
-		// stay below 15% of the memtable (Badger's batch limit).
-		WithValueThreshold(1 << 10).
+		// Bodies up to 64 KiB (most webhooks) stay in the LSM tree, so a
+		// commit is one WAL sync, and a failed sync fails the commit: Badger
+		// only logs a failed value-log sync, which would let a 200 go out
+		// for an event that is not on disk. Larger bodies go to the value
+		// log. Must stay below 15% of the memtable (Badger's batch limit).
+		WithValueThreshold(64 << 10).
 		WithMetricsEnabled(false)
 }
 
