@@ -21,6 +21,7 @@ var secretHeaders = []string{
 	"X-Hotmart-Hottok",
 	"X-Hubla-Token",
 	"X-Gitlab-Token",
+	"Asaas-Access-Token",
 	"Authorization",
 	"Proxy-Authorization",
 	"Cookie",
