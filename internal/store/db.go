@@ -34,8 +34,9 @@ type Options struct {
 	Retention time.Duration
 	// Logger receives Badger's own log lines and the store's. Nil: none.
 	Logger *zap.Logger
-	// MemTableSize is Badger's memtable size in bytes; default 16 MiB (a smaller memtable makes each commit's WAL sync cheaper and bounds memory). It
-	// bounds one commit to 15% of it, and memory use to a few times it.
+	// MemTableSize is Badger's memtable size in bytes; default 16 MiB. It
+	// bounds one commit to 15% of it, and memory use to a few times it; a
+	// smaller one also makes each commit's WAL sync cheaper.
 	MemTableSize int64
 	// BlockCacheSize is Badger's block cache in bytes; default 16 MiB.
 	BlockCacheSize int64

@@ -10,15 +10,22 @@ import (
 	"go.uber.org/zap"
 )
 
-// janitorEvery is how often finished events past retention are removed
-// and the value log is compacted.
+// janitorEvery is how often the value log is compacted, and at most how
+// long a finished event outlives its retention: a short retention is swept
+// more often (a tenth of it), so history never holds much more than asked.
 const janitorEvery = time.Minute
+
+// sweepEvery is the pause between two retention sweeps.
+func (db *DB) sweepEvery() time.Duration {
+	return min(janitorEvery, max(time.Duration(db.retention.Load())/10, 100*time.Millisecond))
+}
 
 // janitor runs the retention sweep and value-log GC until Close.
 func (db *DB) janitor() {
 	defer db.bgWG.Done()
-	t := time.NewTicker(janitorEvery)
+	t := time.NewTimer(db.sweepEvery())
 	defer t.Stop()
+	lastGC := time.Now()
 	for {
 		select {
 		case <-db.stop:
@@ -30,7 +37,11 @@ func (db *DB) janitor() {
 			} else if n > 0 {
 				db.logger.Info("removed events past retention", zap.Int("events", n))
 			}
-			db.collectGarbage()
+			if now.Sub(lastGC) >= janitorEvery {
+				db.collectGarbage()
+				lastGC = now
+			}
+			t.Reset(db.sweepEvery())
 		}
 	}
 }
