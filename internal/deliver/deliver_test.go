@@ -854,3 +854,23 @@ func TestResendOnStaleKeepAlive(t *testing.T) {
 		t.Errorf("%d connections, %d requests; want 2 and 3 (one resend)", c, r)
 	}
 }
+
+// A replayed event gets the whole retry schedule again: after its replay,
+// a still-failing app sees it retried, not dead after one attempt.
+func TestReplayedEventGetsAFreshSchedule(t *testing.T) {
+	b := newBackend(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(500) })
+	q := newFakeQueue(t)
+	s := newService(t, q, Hooks{})
+	s.Configure([]Inbox{{Name: "in", Forward: b.URL, Retry: []time.Duration{10 * time.Millisecond}}})
+	// Two attempts made before a replay: past the one-wait schedule.
+	id := q.add("in", store.Event{Attempts: 2, ReplayedAfter: 2})
+
+	waitFor(t, 2*time.Second, "dead", func() bool { return q.finished("in") == 1 })
+	ev := q.get(id)
+	if len(ev.nexts) != 2 || ev.nexts[0].RetryAt.IsZero() || !ev.nexts[1].Dead {
+		t.Fatalf("nexts = %+v, want a retry and then dead", ev.nexts)
+	}
+	if ev.attempts[0].N != 3 {
+		t.Errorf("first attempt after the replay is numbered %d, want 3", ev.attempts[0].N)
+	}
+}

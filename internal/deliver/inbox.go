@@ -186,7 +186,7 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 		return
 	}
 
-	next := schedule(set, e.Attempts, a, res.retryAfter, time.Now())
+	next := schedule(set, e.Attempts-e.ReplayedAfter, a, res.retryAfter, time.Now())
 	transition := in.breaker.record(a.Outcome, time.Now())
 	done()
 	if err := s.queue.Record(e.ID, a, next); err != nil {

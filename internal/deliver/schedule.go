@@ -14,7 +14,8 @@ import (
 const maxRetryAfter = 24 * time.Hour
 
 // schedule decides what follows an attempt that ended at now, for an event
-// that had made attempts attempts before it. After failed attempt k (counted
+// that had made attempts attempts before it (since its last replay, which
+// starts the schedule over). After failed attempt k (counted
 // from 1) the event waits Retry[k-1]; past the end of Retry it is dead. An
 // application's Retry-After wins when it asks for longer.
 func schedule(set *settings, attempts int, a store.Attempt, retryAfter time.Duration, now time.Time) store.Next {

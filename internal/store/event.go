@@ -38,6 +38,9 @@ type Event struct {
 	State State `json:"state"`
 	// Attempts is how many attempts have been made so far.
 	Attempts int `json:"attempts"`
+	// ReplayedAfter is how many attempts had been made when the event was
+	// last replayed: the retry schedule starts over after them.
+	ReplayedAfter int `json:"replayed_after,omitempty"`
 	// NextAttemptAt is when a pending event is due.
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	// FinishedAt is when it became delivered or dead.

@@ -22,12 +22,20 @@ func (db *DB) Replay(id string, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		return b.transition(e, Pending, now, time.Time{})
+		return b.replay(e, now)
 	})
 	if err := db.submit(context.Background(), o); err != nil {
 		return fmt.Errorf("replaying event %s: %w", id, err)
 	}
 	return nil
+}
+
+// replay makes e pending and due at now, with a fresh retry schedule: a
+// user replays once the app is fixed, and an app still failing then gets
+// the whole schedule again rather than one attempt. Attempt numbers go on.
+func (b *batch) replay(e *Event, now time.Time) error {
+	e.ReplayedAfter = e.Attempts
+	return b.transition(e, Pending, now, time.Time{})
 }
 
 // ReplayInbox replays every event of inbox in state (pending, delivered or
@@ -62,7 +70,7 @@ func (db *DB) ReplayInbox(inbox string, state State, now time.Time) (int, error)
 				if e.State != state || e.Inbox != inbox {
 					continue // moved since the page was read
 				}
-				if err := b.transition(e, Pending, now, time.Time{}); err != nil {
+				if err := b.replay(e, now); err != nil {
 					return err
 				}
 				n++

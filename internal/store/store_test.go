@@ -387,6 +387,9 @@ func TestReplay(t *testing.T) {
 	if e.State != Pending || !e.NextAttemptAt.Equal(now) || e.Attempts != 2 || len(attempts) != 2 || !e.FinishedAt.IsZero() {
 		t.Errorf("after replay: %+v, %d attempts", e, len(attempts))
 	}
+	if e.ReplayedAfter != 2 {
+		t.Errorf("ReplayedAfter = %d, want 2: the retry schedule starts over after the replay", e.ReplayedAfter)
+	}
 	c := claim(t, db, "in", now, false)
 	if c == nil || c.ID != id {
 		t.Fatalf("replayed event not claimable: %v", c)
@@ -832,10 +835,12 @@ func TestSplitOnTxnTooBig(t *testing.T) {
 	const n = 300
 	var once sync.Once
 	db.beforeCommit = func() error {
-		// Hold the first commit until every other enqueue is queued, so
-		// that the next batch is too big for one transaction.
+		// Hold the first commit until the other enqueues are queued, so
+		// that the next batch is too big for one transaction. The first
+		// batch may hold a few of them already: wait for most, not all.
 		once.Do(func() {
-			for len(db.ops) < n-1 {
+			deadline := time.Now().Add(5 * time.Second)
+			for len(db.ops) < n-20 && time.Now().Before(deadline) {
 				time.Sleep(time.Millisecond)
 			}
 		})
