@@ -111,6 +111,13 @@ type DB struct {
 	// minFree and enqueuing: see space.go.
 	minFree   int64
 	enqueuing atomic.Int64
+
+	// committed is the version of the last finished commit: what reads see
+	// (snapshot.go). lastTs, the last version handed out, is the writer's.
+	committed atomic.Uint64
+	lastTs    uint64
+	// discardTs is the janitor's: the version to discard below next time.
+	discardTs uint64
 }
 
 // Open opens (creating it if needed) the store in dir. It does not read the
@@ -120,7 +127,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	bdb, err := badger.Open(badgerOptions(dir, opts, logger))
+	bdb, err := badger.OpenManaged(badgerOptions(dir, opts, logger))
 	if err != nil {
 		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
 	}
@@ -137,6 +144,8 @@ func Open(dir string, opts Options) (*DB, error) {
 		dueHints:     make(map[string]*hint),
 		pendingHints: make(map[string]*hint),
 	}
+	db.lastTs = bdb.MaxVersion()
+	db.committed.Store(db.lastTs)
 	db.retention.Store(int64(opts.Retention))
 	db.minFree = minFreeBytes(opts)
 	if err := db.loadCounts(); err != nil {
@@ -216,7 +225,7 @@ func (db *DB) SetRetention(d time.Duration) { db.retention.Store(int64(d)) }
 
 // loadCounts reads the persisted counters into memory.
 func (db *DB) loadCounts() error {
-	return db.bdb.View(func(txn *badger.Txn) error {
+	return db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: countPrefix(), PrefetchValues: false})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -16,7 +16,7 @@ import (
 func (db *DB) Get(id string) (*Event, []Attempt, error) {
 	var e *Event
 	var attempts []Attempt
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		var err error
 		if e, err = readMeta(txn, id); err != nil {
 			return err
@@ -113,7 +113,7 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 
 	var events []*Event
 	more := false
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
 		defer it.Close()
 		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
@@ -188,7 +188,7 @@ func (db *DB) Inboxes() ([]InboxStats, error) {
 		}
 		return 0
 	})
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		for i := range stats {
 			s := &stats[i]
 			if s.Counts[Pending]+s.Counts[Delivering] == 0 {

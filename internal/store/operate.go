@@ -88,7 +88,7 @@ func (db *DB) ReplayInbox(inbox string, state State, now time.Time) (int, error)
 // suffix after (nil: from the start) and, if stop is set, before it.
 func (db *DB) scanIDs(prefix, after []byte, limit int, stop []byte) ([]string, error) {
 	var ids []string
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		start := append(bytes.Clone(prefix), after...)

@@ -197,7 +197,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 	var head []byte
 	var found string
 	var next time.Time
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
@@ -242,7 +242,7 @@ func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
 	start := append(bytes.Clone(prefix), h.begin()...)
 	var head []byte
 	var due time.Time
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		it.Seek(start)
@@ -307,7 +307,7 @@ func (db *DB) endLease(id string, wake bool) {
 // finished it and ended its lease. Nil, nil: it is not claimable.
 func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 	var e *Event
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		m, err := readMeta(txn, id)
 		if errors.Is(err, ErrNotFound) {
 			return nil

@@ -25,7 +25,7 @@ func (db *DB) janitor() {
 	defer db.bgWG.Done()
 	t := time.NewTimer(db.sweepEvery())
 	defer t.Stop()
-	lastGC := time.Now()
+	lastGC, lastDiscard := time.Now(), time.Now()
 	for {
 		select {
 		case <-db.stop:
@@ -36,6 +36,10 @@ func (db *DB) janitor() {
 				db.logger.Error("removing events past retention", zap.Error(err))
 			} else if n > 0 {
 				db.logger.Info("removed events past retention", zap.Int("events", n))
+			}
+			if now.Sub(lastDiscard) >= discardEvery {
+				db.discardOld()
+				lastDiscard = now
 			}
 			if now.Sub(lastGC) >= janitorEvery {
 				db.collectGarbage()
@@ -104,7 +108,7 @@ type finishedRef struct {
 func (db *DB) scanFinished(after, stop []byte) ([]finishedRef, error) {
 	prefix := finishedPrefix()
 	var refs []finishedRef
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		start := append(append([]byte{}, prefix...), after...)

@@ -484,7 +484,7 @@ func TestDelete(t *testing.T) {
 func countKeys(t *testing.T, db *DB, id string) int {
 	t.Helper()
 	n := 0
-	err := db.bdb.View(func(txn *badger.Txn) error {
+	err := db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {

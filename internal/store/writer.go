@@ -69,7 +69,7 @@ type batch struct {
 func (db *DB) newBatch() *batch {
 	return &batch{
 		db:             db,
-		txn:            db.bdb.NewTransaction(true),
+		txn:            db.bdb.NewTransactionAt(db.committed.Load(), true),
 		delta:          make(map[string]*[len(storedStates)]int),
 		dueInserts:     make(map[string][]byte),
 		pendingInserts: make(map[string][]byte),
@@ -238,13 +238,17 @@ func (db *DB) commit(ops []*op) int {
 		err = db.beforeCommit()
 	}
 	if err == nil {
-		err = b.txn.Commit()
+		// A failed commit's version is not reused: it may have reached
+		// the memtable before its sync failed.
+		db.lastTs++
+		err = b.txn.CommitAt(db.lastTs, nil)
 	}
 	if err != nil {
 		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
 		db.failAll(ops, results, err)
 		return len(ops)
 	}
+	db.committed.Store(db.lastTs)
 	db.applied(b)
 	for i, o := range ops {
 		o.answer(results[i])
