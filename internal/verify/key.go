@@ -20,42 +20,69 @@ func KeyFromHeader(h http.Header, name string) string {
 // returned as is; a number or a boolean as its JSON text (12345, not
 // 1.2345e4). Anything else (missing, null, an object, an array, a body
 // that is not JSON) gives "".
+//
+// It reads the body as a stream and stops at the field: a sender's event id
+// usually comes first, and this runs on every request of the ingest path.
+// With a key repeated, the first one counts.
 func KeyFromJSON(body []byte, field string) string {
 	if field == "" {
 		return ""
 	}
-	cur := json.RawMessage(body)
-	for _, seg := range strings.Split(field, ".") {
-		cur = bytes.TrimSpace(cur)
-		if len(cur) == 0 {
-			return ""
-		}
-		switch cur[0] {
-		case '{':
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(cur, &obj) != nil {
-				return ""
-			}
-			next, ok := obj[seg]
-			if !ok {
-				return ""
-			}
-			cur = next
-		case '[':
-			i, err := strconv.Atoi(seg)
-			if err != nil || i < 0 {
-				return ""
-			}
-			var arr []json.RawMessage
-			if json.Unmarshal(cur, &arr) != nil || i >= len(arr) {
-				return ""
-			}
-			cur = arr[i]
-		default:
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for seg := range strings.SplitSeq(field, ".") {
+		if !descend(dec, seg) {
 			return ""
 		}
 	}
-	return scalar(cur)
+	var raw json.RawMessage
+	if dec.Decode(&raw) != nil {
+		return ""
+	}
+	return scalar(raw)
+}
+
+// descend moves dec, standing before a value, to just before the value at
+// seg of that object or array. It reports whether there is one.
+func descend(dec *json.Decoder, seg string) bool {
+	tok, err := dec.Token()
+	if err != nil {
+		return false
+	}
+	switch tok {
+	case json.Delim('{'):
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return false
+			}
+			if key == seg {
+				return true
+			}
+			if !skipValue(dec) {
+				return false
+			}
+		}
+	case json.Delim('['):
+		i, err := strconv.Atoi(seg)
+		if err != nil || i < 0 {
+			return false
+		}
+		for n := 0; dec.More(); n++ {
+			if n == i {
+				return true
+			}
+			if !skipValue(dec) {
+				return false
+			}
+		}
+	}
+	return false
+}
+
+// skipValue moves dec past one value.
+func skipValue(dec *json.Decoder) bool {
+	var skip json.RawMessage
+	return dec.Decode(&skip) == nil
 }
 
 // scalar renders a JSON string, number or boolean as key text.
