@@ -63,14 +63,8 @@ func (v *discordVerifier) Verify(r *Request) (Result, error) {
 	if !ok {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
-	if v.window > 0 {
-		signed, ok := unixSeconds(ts)
-		if !ok {
-			return Result{}, malformed(ReasonTimestampMalformed)
-		}
-		if err := checkTime(signed, r.Now, v.window); err != nil {
-			return Result{}, err
-		}
+	if err := checkUnixTime(ts, r.Now, v.window); err != nil {
+		return Result{}, err
 	}
 	res := Result{Scheme: "discord", EventID: KeyFromJSON(r.Body, "id")}
 	if KeyFromJSON(r.Body, "type") == "1" {

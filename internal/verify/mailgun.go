@@ -48,14 +48,8 @@ func (v *mailgunVerifier) Verify(r *Request) (Result, error) {
 	if !anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, []byte(ts), []byte(token)) }) {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
-	if v.window > 0 {
-		signed, ok := unixSeconds(ts)
-		if !ok {
-			return Result{}, malformed(ReasonTimestampMalformed)
-		}
-		if err := checkTime(signed, r.Now, v.window); err != nil {
-			return Result{}, err
-		}
+	if err := checkUnixTime(ts, r.Now, v.window); err != nil {
+		return Result{}, err
 	}
 	return Result{Scheme: "mailgun", EventID: KeyFromJSON(r.Body, "event-data.id")}, nil
 }

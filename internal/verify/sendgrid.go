@@ -85,14 +85,8 @@ func (v *sendgridVerifier) Verify(r *Request) (Result, error) {
 	if !ok {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
-	if v.window > 0 {
-		signed, ok := unixSeconds(ts)
-		if !ok {
-			return Result{}, malformed(ReasonTimestampMalformed)
-		}
-		if err := checkTime(signed, r.Now, v.window); err != nil {
-			return Result{}, err
-		}
+	if err := checkUnixTime(ts, r.Now, v.window); err != nil {
+		return Result{}, err
 	}
 	return Result{Scheme: "sendgrid"}, nil
 }
