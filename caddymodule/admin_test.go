@@ -265,3 +265,26 @@ func TestHintForEveryFailedOutcome(t *testing.T) {
 		t.Errorf("hint for ok = %q, want none", h)
 	}
 }
+
+// FuzzParseEventQuery: whatever the query string, parsing gives a query
+// within the documented bounds or an error, never a panic.
+func FuzzParseEventQuery(f *testing.F) {
+	f.Add("inbox=hotmart&state=dead&limit=10")
+	f.Add("since=1h&until=2026-11-22T10:00:00Z&cursor=01K0000000000000000000000")
+	f.Add("limit=-1&state=lost&since=yesterday")
+	f.Add("%zz&&=&limit=99999999999999999999")
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := parseEventQuery(v, now)
+		if err != nil {
+			return
+		}
+		if q.Limit < 0 || q.Limit > 1000 {
+			t.Errorf("limit %d out of bounds for %q", q.Limit, raw)
+		}
+	})
+}
