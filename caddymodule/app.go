@@ -119,14 +119,15 @@ func (a *App) Stop() error {
 	return nil
 }
 
-// Cleanup gives the store back to the pool; the last user closes it.
+// Cleanup gives the store back to the pool; the last user closes it. The
+// engine pointer stays: a request still running on this config's handlers
+// finds the store closed (a 503) rather than a nil pointer.
 func (a *App) Cleanup() error {
-	if a.engine != nil {
-		_, err := engines.Delete(a.Storage)
-		a.engine = nil
-		return err
+	if a.engine == nil {
+		return nil
 	}
-	return nil
+	_, err := engines.Delete(a.Storage)
+	return err
 }
 
 // register adds one handler's inbox to this config. An inbox name is the
