@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,6 +37,8 @@ const (
 	// retryAfter is what a sender is told to wait when the event could not
 	// be stored; senders retry on 503 on their own schedule anyway.
 	retryAfter = "5"
+	// logEvery spaces out the log lines of a store that keeps failing.
+	logEvery = 10 * time.Second
 )
 
 // defaultRetry is the wait after each failed attempt: six attempts in all,
@@ -111,11 +114,12 @@ type Handler struct {
 	// it new requests get 503 with Retry-After. Default: no cap.
 	MaxPending int `json:"max_pending,omitempty"`
 
-	app       *App
-	verifiers []verify.Verifier
-	schemes   []string
-	retry     []time.Duration
-	logger    *zap.Logger
+	app            *App
+	verifiers      []verify.Verifier
+	lastStoreError *atomic.Int64 // unix nanos of the last logged store error
+	schemes        []string
+	retry          []time.Duration
+	logger         *zap.Logger
 }
 
 // Respond is the answer to an accepted request.
@@ -148,6 +152,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // inbox with the hookinbox app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger().With(zap.String("inbox", h.Inbox))
+	h.lastStoreError = new(atomic.Int64)
 	if h.Inbox == "" {
 		return errors.New("an inbox name is required")
 	}
@@ -273,6 +278,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		window = 0
 	}
 	id, duplicate, err := db.Enqueue(r.Context(), event, window)
+	if errors.Is(err, store.ErrNoSpace) {
+		return h.unavailable(w, repl, "storage_full", err)
+	}
 	if err != nil {
 		return h.unavailable(w, repl, "store_failed", err)
 	}
@@ -399,10 +407,15 @@ func (h *Handler) reject(w http.ResponseWriter, repl *caddy.Replacer, status int
 }
 
 // unavailable answers 503: the event could not be stored, so the sender
-// must send it again.
+// must send it again. While the store fails, every request would log the
+// same error: it is logged once every logEvery.
 func (h *Handler) unavailable(w http.ResponseWriter, repl *caddy.Replacer, reason string, err error) error {
 	if err != nil && !errors.Is(err, context.Canceled) {
-		h.logger.Error("event not stored", zap.String("reason", reason), zap.Error(err))
+		now := time.Now().UnixNano()
+		if last := h.lastStoreError.Load(); now-last >= int64(logEvery) && h.lastStoreError.CompareAndSwap(last, now) {
+			h.logger.Error("events not stored; senders get 503 and send again",
+				zap.String("reason", reason), zap.Error(err))
+		}
 	}
 	w.Header().Set("Retry-After", retryAfter)
 	return h.reject(w, repl, http.StatusServiceUnavailable, reason)

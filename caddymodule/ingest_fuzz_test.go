@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -36,8 +37,9 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 			{Scheme: "hotmart", Secrets: []string{"tok"}},
 			{Scheme: "token", Header: "X-Token", Secrets: []string{"secret"}},
 		},
-		DedupeKey: &DedupeKey{JSON: "data.id"},
-		logger:    zap.NewNop(),
+		DedupeKey:      &DedupeKey{JSON: "data.id"},
+		logger:         zap.NewNop(),
+		lastStoreError: new(atomic.Int64),
 		app: &App{
 			engine:  &engine{db: db},
 			metrics: newMetrics(prometheus.NewRegistry()),

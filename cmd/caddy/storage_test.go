@@ -106,6 +106,9 @@ http://%s {
 			if a.header.Get("Retry-After") == "" {
 				t.Errorf("request %d: 503 without Retry-After", i)
 			}
+			if !strings.Contains(string(a.body), `"storage_full"`) {
+				t.Errorf("request %d: 503 %s, want the reason storage_full", i, a.body)
+			}
 		default:
 			t.Fatalf("request %d: status %d %s, want 200 or 503", i, a.status, a.body)
 		}

@@ -41,8 +41,8 @@ type Options struct {
 	// BlockCacheSize is Badger's block cache in bytes; default 16 MiB.
 	BlockCacheSize int64
 	// MinFreeBytes is the free space Enqueue leaves on the storage device:
-	// below it new events get ErrNoSpace. Default: twice MemTableSize;
-	// negative: no check.
+	// below it new events get ErrNoSpace. Default: 64 MiB, or twice
+	// MemTableSize if that is more; negative: no check.
 	MinFreeBytes int64
 }
 

@@ -16,16 +16,17 @@ var ErrNoSpace = errors.New("not enough free space on the storage device")
 // of deliveries. The sender gets 503 and sends again later; the events
 // already stored keep being delivered.
 
-// minFreeBytes is the reserve: Options.MinFreeBytes or its default.
+// defaultMinFree is the default reserve: room for a memtable flush and a
+// compaction's output tables, with the default sizes.
+const defaultMinFree = 64 << 20
+
+// minFreeBytes is the reserve: Options.MinFreeBytes, or the larger of the
+// default and twice the memtable.
 func minFreeBytes(opts Options) int64 {
 	if opts.MinFreeBytes != 0 {
 		return opts.MinFreeBytes
 	}
-	memTable := opts.MemTableSize
-	if memTable <= 0 {
-		memTable = 32 << 20
-	}
-	return 2 * memTable
+	return max(defaultMinFree, 2*opts.MemTableSize)
 }
 
 // reserveSpace counts n bytes as on their way to the writer, or fails with
