@@ -31,10 +31,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 	}
 	e.ID = db.ids.next(e.ReceivedAt)
 	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = Pending, 0, now, time.Time{}
-	meta, err := json.Marshal(e)
-	if err != nil {
-		return "", false, fmt.Errorf("encoding event: %w", err)
-	}
+	meta := encodeMeta(e)
 	body := e.Body
 	if body == nil {
 		body = []byte{}
@@ -399,7 +396,7 @@ func readMeta(txn *badger.Txn, id string) (*Event, error) {
 		return nil, fmt.Errorf("reading event %s: %w", id, err)
 	}
 	e := new(Event)
-	if err := item.Value(func(v []byte) error { return json.Unmarshal(v, e) }); err != nil {
+	if err := item.Value(func(v []byte) error { return decodeMeta(v, e) }); err != nil {
 		return nil, fmt.Errorf("reading event %s: %w", id, err)
 	}
 	return e, nil

@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -113,11 +112,7 @@ func (b *batch) getMeta(id string) (*Event, error) {
 }
 
 func (b *batch) putMeta(e *Event) error {
-	v, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encoding event %s: %w", e.ID, err)
-	}
-	return b.set(metaKey(e.ID), v)
+	return b.set(metaKey(e.ID), encodeMeta(e))
 }
 
 // transition moves a stored event to state to (due at due when pending,
