@@ -109,8 +109,10 @@ type DB struct {
 	ids idSource
 
 	// minFree and enqueuing: see space.go.
-	minFree   int64
-	enqueuing atomic.Int64
+	minFree    int64
+	enqueuing  atomic.Int64
+	freeRead   atomic.Int64 // the last free-space reading, and when (unix nanos)
+	freeReadAt atomic.Int64
 
 	// committed is the version of the last finished commit: what reads see
 	// (snapshot.go). lastTs, the last version handed out, is the writer's.
