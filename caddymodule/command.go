@@ -533,7 +533,7 @@ func printJSON(cmd *cobra.Command, raw []byte, err error) error {
 func age(d time.Duration) string {
 	switch {
 	case d < time.Second:
-		return "now"
+		return "<1s"
 	case d < time.Hour:
 		return d.Round(time.Second).String()
 	case d < 48*time.Hour:
