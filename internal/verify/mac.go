@@ -41,6 +41,23 @@ func anyKey(keys [][]byte, sig []byte, sum func(key []byte) []byte) bool {
 	return matchKey(keys, sig, sum) != nil
 }
 
+// anySignature reports whether any of sigs is the MAC of the request under
+// any of keys, for senders that send several signatures (secret rotation on
+// their side). Each key's MAC is computed once, not once per signature, and
+// every comparison runs, so the time does not tell which one matched.
+func anySignature(keys, sigs [][]byte, sum func(key []byte) []byte) bool {
+	match := false
+	for _, k := range keys {
+		want := sum(k)
+		for _, sig := range sigs {
+			if hmac.Equal(want, sig) {
+				match = true
+			}
+		}
+	}
+	return match
+}
+
 // matchKey is anyKey that also says which key matched.
 func matchKey(keys [][]byte, sig []byte, sum func(key []byte) []byte) []byte {
 	var match []byte

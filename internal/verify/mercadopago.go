@@ -41,13 +41,7 @@ func (v *mercadoPagoVerifier) Verify(r *Request) (Result, error) {
 		return Result{}, rej
 	}
 	manifest := mercadoPagoManifest(v.dataID(r.URL), r.Header.Get("X-Request-Id"), ts)
-	match := false
-	for _, sig := range sigs {
-		if anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, manifest) }) {
-			match = true
-		}
-	}
-	if !match {
+	if !anySignature(v.keys, sigs, func(k []byte) []byte { return mac(sha256.New, k, manifest) }) {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
 	if v.window > 0 {

@@ -34,13 +34,7 @@ func (v *pagerdutyVerifier) Verify(r *Request) (Result, error) {
 	if rej != nil {
 		return Result{}, rej
 	}
-	match := false
-	for _, sig := range sigs {
-		if anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, r.Body) }) {
-			match = true
-		}
-	}
-	if !match {
+	if !anySignature(v.keys, sigs, func(k []byte) []byte { return mac(sha256.New, k, r.Body) }) {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
 	return Result{Scheme: "pagerduty", EventID: KeyFromHeader(r.Header, "X-Webhook-Id")}, nil

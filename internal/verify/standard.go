@@ -63,13 +63,7 @@ func (v *standardVerifier) Verify(r *Request) (Result, error) {
 	if !ok {
 		return Result{}, malformed(ReasonTimestampMalformed)
 	}
-	match := false
-	for _, sig := range sigs {
-		if anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, []byte(id+"."+ts+"."), r.Body) }) {
-			match = true
-		}
-	}
-	if !match {
+	if !anySignature(v.keys, sigs, func(k []byte) []byte { return mac(sha256.New, k, []byte(id+"."+ts+"."), r.Body) }) {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
 	if err := checkTime(signed, r.Now, v.window); err != nil {

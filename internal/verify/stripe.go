@@ -59,13 +59,7 @@ func (v *stripeVerifier) Verify(r *Request) (Result, error) {
 	if !ok {
 		return Result{}, malformed(ReasonTimestampMalformed)
 	}
-	match := false
-	for _, sig := range sigs {
-		if anyKey(v.keys, sig, func(k []byte) []byte { return mac(sha256.New, k, []byte(ts), []byte("."), r.Body) }) {
-			match = true
-		}
-	}
-	if !match {
+	if !anySignature(v.keys, sigs, func(k []byte) []byte { return mac(sha256.New, k, []byte(ts), []byte("."), r.Body) }) {
 		return Result{}, unauthorized(ReasonSignatureMismatch)
 	}
 	if err := checkTime(signed, r.Now, v.window); err != nil {
