@@ -268,7 +268,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		RawQuery:  r.URL.RawQuery,
-		Header:    storedHeader(r.Header),
+		Header:    r.Header.Clone(),
 		Body:      body,
 		Verified:  result.Scheme,
 		DedupeKey: h.dedupeKey(r, body, result),
@@ -306,18 +306,6 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.MaxBody))
 	return buf.Bytes(), err
-}
-
-// storedHeader is the request's header as kept for delivery. Hookinbox-*
-// headers are hookinbox's own word to the app: a sender may not forge them.
-func storedHeader(h http.Header) http.Header {
-	out := h.Clone()
-	for name := range out {
-		if strings.HasPrefix(name, "Hookinbox-") {
-			delete(out, name)
-		}
-	}
-	return out
 }
 
 // check runs the verifiers; the first that passes wins. When all fail, the
