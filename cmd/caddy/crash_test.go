@@ -79,7 +79,10 @@ http://%s {
 		seq     atomic.Int64
 	)
 	sendOne := func() {
-		body := fmt.Sprintf(`{"id":"evt-%d"}`, seq.Add(1))
+		// Every other body is large enough for the store's value log,
+		// so both places a body can live are killed mid-write.
+		n := seq.Add(1)
+		body := fmt.Sprintf(`{"id":"evt-%d","pad":"%s"}`, n, strings.Repeat("x", int(n%2)*1500))
 		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(body))
 		req.Header.Set("X-HOTMART-HOTTOK", "crash-hottok")
 		sent.Add(1)

@@ -49,8 +49,8 @@ func freeSpace(t *testing.T, dir string) int64 {
 func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 	bin := caddyBinary(t)
 	const (
-		device   = 160 << 20
-		headroom = 100 << 20 // left free when the test starts sending
+		device   = 256 << 20
+		headroom = 180 << 20 // left free when the test starts sending; the reserve is 128 MiB
 		bodySize = 256 << 10
 	)
 	data := mountTmpfs(t, device)

@@ -36,7 +36,6 @@ type config struct {
 	rates            rateList
 	bodySize         int
 	slow             time.Duration
-	burst            int
 	idle             int
 	drainTimeout     time.Duration
 	concurrency      int
@@ -84,7 +83,6 @@ func parseFlags() config {
 	flag.Var(&c.rates, "rates", "comma-separated fixed `rates` (req/s) of the open-loop latency runs")
 	flag.IntVar(&c.bodySize, "body", 1024, "body size in bytes")
 	flag.DurationVar(&c.slow, "slow", 50*time.Millisecond, "how long the slow app takes to answer")
-	flag.IntVar(&c.burst, "burst", 5000, "events in the backlog whose delivery rate is measured")
 	flag.IntVar(&c.idle, "idle", 200, "sequential requests of the idle accept-to-delivery latency")
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", time.Minute, "how long to wait for deliveries to catch up between measurements")
 	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "the inboxes' concurrency option: deliveries in flight (0: hookinbox's default)")
@@ -93,7 +91,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof and delivery.pprof (CPU, first ingest run and first backlog drain), heap-scale.pprof (memory with the -scale backlog)")
+	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), heap-scale.pprof (memory with the -scale backlog)")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
 	flag.Parse()
@@ -106,8 +104,8 @@ func (c config) validate() error {
 		return errors.New("-duration must be positive and -warmup not negative")
 	case c.runs < 1 || c.conns < 1 || c.fillConns < 1:
 		return errors.New("-runs, -connections and -fill-connections must be at least 1")
-	case c.burst < 10 || c.idle < 1:
-		return errors.New("-burst must be at least 10 and -idle at least 1")
+	case c.idle < 1:
+		return errors.New("-idle must be at least 1")
 	case c.scaleEvents < 1:
 		return errors.New("-scale-events must be at least 1")
 	case !c.main && !c.scale:
@@ -150,7 +148,6 @@ func newReport(c config) *report {
 		Connections: c.conns,
 		BodyBytes:   c.bodySize,
 		SlowApp:     c.slow.String(),
-		Burst:       c.burst,
 		Concurrency: c.concurrency,
 		Rates:       c.rates,
 	}}

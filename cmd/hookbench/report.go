@@ -16,8 +16,16 @@ type report struct {
 	Respond   *throughput `json:"respond,omitempty"`    // Caddy's ceiling: respond 200
 	ProxyNoop *throughput `json:"proxy_noop,omitempty"` // reverse_proxy to a no-op app
 	ProxySlow *throughput `json:"proxy_slow,omitempty"` // reverse_proxy to an app that takes -slow
-	Ingest    *throughput `json:"ingest,omitempty"`     // hookinbox: verified, stored (fsync), answered
-	Delivered *throughput `json:"delivered,omitempty"`  // hookinbox's delivery of a backlog to a no-op app
+	// IngestBusy is hookinbox's answer rate (verified, stored with fsync,
+	// 200) while the app holds its deliveries: a burst being absorbed.
+	IngestBusy *throughput `json:"ingest_app_busy,omitempty"`
+	// Ingest is the same while deliveries to a no-op app keep pace and
+	// share the machine: the rate hookinbox sustains.
+	Ingest    *throughput `json:"ingest_delivering,omitempty"`
+	Delivered *throughput `json:"delivered,omitempty"` // hookinbox's delivery of the IngestBusy backlog to a no-op app
+	// Backlog is how many events the first IngestBusy run left for the
+	// delivery measurement.
+	Backlog int64 `json:"backlog,omitempty"`
 
 	Rates []rateFigures `json:"rates,omitempty"`
 	Idle  *idleFigures  `json:"idle,omitempty"`
@@ -37,7 +45,6 @@ type conditions struct {
 	Connections int       `json:"connections"`
 	BodyBytes   int       `json:"body_bytes"`
 	SlowApp     string    `json:"slow_app"`
-	Burst       int       `json:"burst"`
 	Concurrency int       `json:"deliver_concurrency,omitempty"` // 0: hookinbox's default
 	Rates       []float64 `json:"rates"`
 }
@@ -82,11 +89,14 @@ type scaleFigures struct {
 	Full        *throughput   `json:"ingest_full"`
 	RatesEmpty  []rateFigures `json:"rates_empty,omitempty"`
 	RatesFull   []rateFigures `json:"rates_full,omitempty"`
-	Memory      memStatus     `json:"memory"`
-	FirstAnswer float64       `json:"start_to_first_200_s"`
+	// MemoryFilled is the server that took the fill, at rest right after it.
+	MemoryFilled memStatus `json:"memory_after_fill"`
+	FirstAnswer  float64   `json:"start_to_first_200_s"`
 	// FirstAnswerEmpty is the same on an empty store: Caddy's own start.
-	FirstAnswerEmpty float64   `json:"start_to_first_200_empty_s"`
-	MemoryRestart    memStatus `json:"memory_after_restart"`
+	FirstAnswerEmpty float64 `json:"start_to_first_200_empty_s"`
+	// Memory is the restarted server with the backlog, at rest after the
+	// ingest and latency runs: what the target is about.
+	Memory memStatus `json:"memory_serving"`
 }
 
 // check is one target of the project, measured or not.
@@ -123,10 +133,10 @@ func (r *report) judge() {
 		}
 		r.Checks = append(r.Checks, c)
 	}
-	v, m := ratio(r.Ingest, r.Respond)
-	add("ingest / respond", "≥ 0.5", v, m, v >= 0.5)
-	v, m = ratio(r.Ingest, r.ProxyNoop)
-	add("ingest / reverse_proxy no-op", "≥ 2", v, m, v >= 2)
+	v, m := ratio(r.IngestBusy, r.Respond)
+	add("ingest (app busy) / respond", "≥ 0.5", v, m, v >= 0.5)
+	v, m = ratio(r.IngestBusy, r.ProxyNoop)
+	add("ingest (app busy) / reverse_proxy no-op", "≥ 2", v, m, v >= 2)
 	v, m = ratio(r.Delivered, r.ProxyNoop)
 	add("delivered/s / reverse_proxy no-op req/s", "≥ 0.8", v, m, v >= 0.8)
 	if r.Idle != nil {
@@ -178,8 +188,12 @@ func (r *report) writeMarkdown(w io.Writer) {
 	tput("Caddy `respond 200` (ceiling)", r.Respond, "req/s")
 	tput("Caddy `reverse_proxy` → no-op app", r.ProxyNoop, "req/s")
 	tput("Caddy `reverse_proxy` → "+c.SlowApp+" app", r.ProxySlow, "req/s")
-	tput("hookinbox ingest (verify, fsync, 200)", r.Ingest, "req/s")
-	tput("hookinbox delivered to no-op app (backlog of "+count(float64(c.Burst))+")", r.Delivered, "events/s")
+	tput("hookinbox ingest, app busy (verify, fsync, 200)", r.IngestBusy, "req/s")
+	tput("hookinbox ingest, delivering to a no-op app meanwhile", r.Ingest, "req/s")
+	tput("hookinbox delivered to no-op app (backlog of "+count(float64(r.Backlog))+")", r.Delivered, "events/s")
+	if v, ok := ratio(r.Ingest, r.ProxyNoop); ok {
+		row("ingest while delivering / reverse_proxy no-op", strconv.FormatFloat(v, 'f', 2, 64), "", "")
+	}
 	for _, rf := range r.Rates {
 		row(fmt.Sprintf("ingest answer at %s req/s, p50 / p99 / p99.9", count(rf.Rate)), latencyText(rf.Answer, rf.Failed), "", "")
 		if rf.Delivery != nil {
@@ -200,8 +214,8 @@ func (r *report) writeMarkdown(w io.Writer) {
 			row(fmt.Sprintf("scale: answer p99 at %s req/s, empty → backlog", count(f.Rate)),
 				fmt.Sprintf("%s → %s ms", ms(e.Answer.P99), ms(f.Answer.P99)), "", "")
 		}
-		row("scale: RSS with backlog, at rest after the load (anon + file-mapped; peak)", memText(s.Memory), "", "")
-		row("scale: RSS after restart on backlog", memText(s.MemoryRestart), "", "")
+		row("scale: RSS right after the fill (anon + file-mapped; peak)", memText(s.MemoryFilled), "", "")
+		row("scale: RSS restarted on the backlog, after the runs", memText(s.Memory), "", "")
 		row("scale: start to first 200, empty store (reference)", fmt.Sprintf("%.2f s", s.FirstAnswerEmpty), "", "")
 	}
 	for _, ch := range r.Checks {

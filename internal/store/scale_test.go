@@ -182,7 +182,9 @@ func memory() string {
 			}
 		}
 	}
-	return fmt.Sprintf("%s; Go heap in use %d MiB", strings.Join(parts, ", "), m.HeapInuse>>20)
+	return fmt.Sprintf("%s; Go heap in use %d MiB, held idle %d MiB, stacks %d MiB, runtime %d MiB",
+		strings.Join(parts, ", "), m.HeapInuse>>20, (m.HeapIdle-m.HeapReleased)>>20, m.StackSys>>20,
+		(m.Sys-m.HeapSys-m.StackSys)>>20)
 }
 
 // rssKiB is this process's resident set size.

@@ -19,17 +19,18 @@ var ErrNoSpace = errors.New("not enough free space on the storage device")
 // of deliveries. The sender gets 503 and sends again later; the events
 // already stored keep being delivered.
 
-// defaultMinFree is the default reserve: room for a memtable flush and a
-// compaction's output tables, with the default sizes.
-const defaultMinFree = 64 << 20
+// defaultMinFree is the default reserve: room for the rest of the current
+// value-log file (up to valueLogFileSize), a write-ahead log and its flush
+// into a table, and a compaction's output tables, with the default sizes.
+const defaultMinFree = 128 << 20
 
 // minFreeBytes is the reserve: Options.MinFreeBytes, or the larger of the
-// default and twice the memtable.
+// default and what a larger memtable needs.
 func minFreeBytes(opts Options) int64 {
 	if opts.MinFreeBytes != 0 {
 		return opts.MinFreeBytes
 	}
-	return max(defaultMinFree, 2*opts.MemTableSize)
+	return max(defaultMinFree, valueLogFileSize+4*opts.MemTableSize)
 }
 
 // reserveSpace counts n bytes as on their way to the writer, or fails with

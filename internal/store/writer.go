@@ -237,6 +237,9 @@ func (db *DB) commit(ops []*op) int {
 		// the memtable before its sync failed.
 		db.lastTs++
 		err = b.txn.CommitAt(db.lastTs, nil)
+		if err == nil {
+			err = db.checkSynced()
+		}
 	}
 	if err != nil {
 		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
