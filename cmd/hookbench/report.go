@@ -83,12 +83,12 @@ type idleFigures struct {
 }
 
 type scaleFigures struct {
-	Pending     int64         `json:"pending"`
-	FillPerS    float64       `json:"fill_per_s"`
-	Empty       *throughput   `json:"ingest_empty"`
-	Full        *throughput   `json:"ingest_full"`
-	RatesEmpty  []rateFigures `json:"rates_empty,omitempty"`
-	RatesFull   []rateFigures `json:"rates_full,omitempty"`
+	Pending    int64         `json:"pending"`
+	FillPerS   float64       `json:"fill_per_s"`
+	Empty      *throughput   `json:"ingest_empty"`
+	Full       *throughput   `json:"ingest_full"`
+	RatesEmpty []rateFigures `json:"rates_empty,omitempty"`
+	RatesFull  []rateFigures `json:"rates_full,omitempty"`
 	// MemoryFilled is the server that took the fill, at rest right after it.
 	MemoryFilled memStatus `json:"memory_after_fill"`
 	FirstAnswer  float64   `json:"start_to_first_200_s"`
