@@ -343,7 +343,8 @@ func (b *bench) backlogRun(run int) (float64, int64) {
 	b.gated.reset()
 	b.gated.hold()
 	if run == 0 {
-		b.profile("ingest.pprof", b.c.warmup+b.c.duration)
+		// Done before the load ends: the delivery profile starts then.
+		b.profile("ingest.pprof", b.c.duration)
 	}
 	res := b.sender.closedLoop(closedLoad{url: b.backlogURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
 	if run == 0 {
