@@ -121,12 +121,12 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 		default:
 		}
 		now := time.Now()
-		e, next, err := in.svc.queue.Claim(in.name, now, set.Ordered)
+		id, next, err := in.svc.queue.Lease(in.name, now, set.Ordered)
 		if err != nil {
 			in.svc.log().Error("claiming an event", zap.String("inbox", in.name), zap.Error(err))
 			return now.Add(claimErrorWait)
 		}
-		if e == nil {
+		if id == "" {
 			if !next.IsZero() && !next.After(now) {
 				// Due, yet not handed out (another lease holds the line):
 				// look again soon rather than spin on the store.
@@ -134,13 +134,16 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 			}
 			return next
 		}
-		in.start(e)
+		in.start(id)
 	}
 	return time.Time{}
 }
 
-// start runs one attempt on its own goroutine.
-func (in *inbox) start(e *store.Event) {
+// start runs one attempt at leased event id on its own goroutine. The
+// event is read there, not by the dispatcher: the dispatcher only leases,
+// one event after another, and reading the body in parallel keeps it
+// from being the limit of the delivery rate.
+func (in *inbox) start(id string) {
 	s := in.svc
 	in.running.Add(1)
 	s.running.Add(1)
@@ -156,6 +159,21 @@ func (in *inbox) start(e *store.Event) {
 			})
 		}
 		defer done()
+		e, err := s.queue.Load(id, time.Now())
+		if err != nil {
+			s.log().Error("reading an event to deliver", zap.String("inbox", in.name), zap.String("id", id), zap.Error(err))
+			// Keep the slot and the lease a moment, so a failing store is
+			// not spun on.
+			select {
+			case <-time.After(claimErrorWait):
+			case <-s.ctx.Done():
+			}
+			s.queue.Release(id)
+			return
+		}
+		if e == nil {
+			return // finished meanwhile: nothing to do
+		}
 		in.deliver(e, done)
 	}()
 }

@@ -92,7 +92,7 @@ func (q *fakeQueue) Wake(inbox string) <-chan struct{} {
 	return q.wakeLocked(inbox)
 }
 
-func (q *fakeQueue) Claim(inbox string, now time.Time, ordered bool) (*store.Event, time.Time, error) {
+func (q *fakeQueue) Lease(inbox string, now time.Time, ordered bool) (string, time.Time, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.claims++
@@ -107,7 +107,7 @@ func (q *fakeQueue) Claim(inbox string, now time.Time, ordered bool) (*store.Eve
 	if ordered {
 		for _, id := range pending {
 			if q.events[id].leased {
-				return nil, time.Time{}, nil
+				return "", time.Time{}, nil
 			}
 		}
 		for _, id := range pending {
@@ -116,13 +116,12 @@ func (q *fakeQueue) Claim(inbox string, now time.Time, ordered bool) (*store.Eve
 				continue
 			}
 			if fe.NextAttemptAt.After(now) {
-				return nil, fe.NextAttemptAt, nil
+				return "", fe.NextAttemptAt, nil
 			}
 			fe.leased = true
-			e := fe.Event
-			return &e, time.Time{}, nil
+			return id, time.Time{}, nil
 		}
-		return nil, time.Time{}, nil
+		return "", time.Time{}, nil
 	}
 	for _, id := range pending {
 		fe := q.events[id]
@@ -136,10 +135,21 @@ func (q *fakeQueue) Claim(inbox string, now time.Time, ordered bool) (*store.Eve
 			continue
 		}
 		fe.leased = true
-		e := fe.Event
-		return &e, time.Time{}, nil
+		return id, time.Time{}, nil
 	}
-	return nil, next, nil
+	return "", next, nil
+}
+
+func (q *fakeQueue) Load(id string, now time.Time) (*store.Event, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	fe, ok := q.events[id]
+	if !ok || !fe.leased {
+		q.t.Errorf("Load(%s) on an event not leased", id)
+		return nil, store.ErrNotFound
+	}
+	e := fe.Event
+	return &e, nil
 }
 
 func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) error {

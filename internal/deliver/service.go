@@ -39,11 +39,15 @@ type Queue interface {
 	// Wake returns a channel (capacity 1) signalled when an event of the
 	// inbox becomes due now.
 	Wake(inbox string) <-chan struct{}
-	// Claim leases the next event of the inbox due at or before now. With
-	// ordered, only the oldest unfinished event may be claimed, and only when
-	// nothing of the inbox is leased. When nothing is due it returns nil and
-	// the next due time (zero if none).
-	Claim(inbox string, now time.Time, ordered bool) (*store.Event, time.Time, error)
+	// Lease leases the next event of the inbox due at or before now and
+	// returns its id. With ordered, only the oldest unfinished event may be
+	// leased, and only when nothing of the inbox is leased. When nothing is
+	// due it returns "" and the next due time (zero if none).
+	Lease(inbox string, now time.Time, ordered bool) (string, time.Time, error)
+	// Load reads a leased event with its body. Nil and no error: the event
+	// was finished meanwhile, and its lease is over. On an error the lease
+	// stays: Release it.
+	Load(id string, now time.Time) (*store.Event, error)
 	// Record stores an attempt and what happens next, and ends the lease.
 	Record(id string, a store.Attempt, next store.Next) error
 	// Release ends a lease without an attempt: the event is due again.

@@ -15,9 +15,19 @@ import (
 // while the scan ran may be missing from its snapshot; so the writer, after
 // each commit, lowers pos to what it inserted and also records it in lowered
 // while scans are in flight, and a scan never moves pos above lowered.
+//
+// The due index also has claimed, with the invariant: every live key before
+// it is leased. Leased events stay in the index until their record commits,
+// a few milliseconds, and at thousands of deliveries a second the head holds
+// dozens of them; without claimed each claim walked over all of them and
+// the deletion markers between them, which made claims, not the app, the
+// limit of the delivery rate. It moves past each key a scan leases, is
+// lowered with pos, and is forgotten when a lease ends with its key still
+// live (a release, a record that failed).
 type hint struct {
 	mu      sync.Mutex
 	pos     []byte // key suffix after the index prefix; nil: the start
+	claimed []byte // nil: the start
 	scans   int
 	lowered []byte
 }
@@ -62,6 +72,55 @@ func (h *hint) end(head []byte) {
 	h.pos = head
 }
 
+// beginClaim registers a scan of the due index and returns where it may
+// start: after the leased keys if that is past pos (fromHead false: the
+// scan does not see the head, so it cannot move pos).
+func (h *hint) beginClaim() (start []byte, fromHead bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scans++
+	if h.scans == 1 {
+		h.lowered = nil
+	}
+	if bytes.Compare(h.claimed, h.pos) > 0 {
+		return h.claimed, false
+	}
+	return h.pos, true
+}
+
+// endClaim closes a scan begun with beginClaim: it found its first live key
+// at head (meaningful only fromHead) and leased the key at leased (nil:
+// none), so every live key up to it is leased.
+func (h *hint) endClaim(head []byte, fromHead bool, leased []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.scans--
+	if fromHead {
+		if head == nil {
+			head = past
+		}
+		h.pos = h.notAboveLowered(head)
+	}
+	if leased != nil {
+		// The smallest suffix after leased: leased itself plus a zero byte.
+		h.claimed = h.notAboveLowered(append(bytes.Clone(leased), 0))
+	}
+}
+
+func (h *hint) notAboveLowered(pos []byte) []byte {
+	if h.lowered != nil && bytes.Compare(h.lowered, pos) < 0 {
+		return h.lowered
+	}
+	return pos
+}
+
+// forgetClaims drops claimed: a lease ended with its key still live.
+func (h *hint) forgetClaims() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.claimed = nil
+}
+
 // abort closes a scan that failed, leaving pos where it was.
 func (h *hint) abort() {
 	h.mu.Lock()
@@ -82,6 +141,9 @@ func (h *hint) lower(suffix []byte) {
 	defer h.mu.Unlock()
 	if h.pos != nil && bytes.Compare(suffix, h.pos) < 0 {
 		h.pos = suffix
+	}
+	if h.claimed != nil && bytes.Compare(suffix, h.claimed) < 0 {
+		h.claimed = suffix
 	}
 	if h.scans > 0 && (h.lowered == nil || bytes.Compare(suffix, h.lowered) < 0) {
 		h.lowered = suffix

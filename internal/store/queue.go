@@ -145,9 +145,9 @@ func (db *DB) wake(inbox string) {
 	}
 }
 
-// Claim leases the next event of inbox due at or before now, with its body,
-// and marks it delivering. The lease is in memory only: after a crash the
-// event is pending again and is delivered again.
+// Claim leases the next event of inbox due at or before now and reads it
+// with its body (Lease, then Load). The lease is in memory only: after a
+// crash the event is pending again and is delivered again.
 //
 // ordered: only the oldest unfinished event of the inbox (arrival order) may
 // be claimed, and only while no event of the inbox is leased, so a failing
@@ -161,28 +161,47 @@ func (db *DB) Claim(inbox string, now time.Time, ordered bool) (*Event, time.Tim
 	// is dropped and the scan retried; more than a few rounds means a storm
 	// of concurrent records, which the next wake-up will pick up.
 	for range 8 {
-		var id string
-		var next time.Time
-		var err error
-		if ordered {
-			id, next, err = db.findHead(inbox, now)
-		} else {
-			id, next, err = db.findDue(inbox, now)
-		}
+		id, next, err := db.Lease(inbox, now, ordered)
 		if err != nil || id == "" {
 			return nil, next, err
 		}
-		e, err := db.loadLeased(id, now)
+		e, err := db.Load(id, now)
 		if err != nil {
-			db.endLease(id, false)
+			db.endLease(id, false, true)
 			return nil, time.Time{}, err
 		}
 		if e != nil {
 			return e, time.Time{}, nil
 		}
-		db.endLease(id, false)
 	}
 	return nil, time.Time{}, nil
+}
+
+// Lease leases the next event of inbox due at or before now, as Claim
+// does, and returns its id without reading it; "" and the next due time
+// when none is claimable. Load reads it.
+func (db *DB) Lease(inbox string, now time.Time, ordered bool) (string, time.Time, error) {
+	if ordered {
+		return db.findHead(inbox, now)
+	}
+	return db.findDue(inbox, now)
+}
+
+// Load reads leased event id with its body, marked delivering. The lease
+// may have been taken on a snapshot older than the Record that finished the
+// event: then Load ends the lease and returns nil, nil. On an error the
+// lease stays; the caller releases it.
+func (db *DB) Load(id string, now time.Time) (*Event, error) {
+	e, err := db.loadLeased(id, now)
+	if err != nil {
+		return nil, err
+	}
+	if e == nil {
+		// Finished or moved by a commit the scan did not see: its key at
+		// the leased place is gone.
+		db.endLease(id, false, false)
+	}
+	return e, nil
 }
 
 // findDue scans the due index from its hint and leases the first event due
@@ -190,8 +209,9 @@ func (db *DB) Claim(inbox string, now time.Time, ordered bool) (*Event, time.Tim
 func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 	h := db.hintFor(db.dueHints, inbox)
 	prefix := duePrefix(inbox)
-	start := append(bytes.Clone(prefix), h.begin()...)
-	var head []byte
+	from, fromHead := h.beginClaim()
+	start := append(bytes.Clone(prefix), from...)
+	var head, leased []byte
 	var found string
 	var next time.Time
 	err := db.view(func(txn *badger.Txn) error {
@@ -211,7 +231,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 				return nil
 			}
 			if id := idSuffix(k); db.lease(id, inbox, false) {
-				found = id
+				found, leased = id, bytes.Clone(suffix)
 				return nil
 			}
 		}
@@ -221,7 +241,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 		h.abort()
 		return "", time.Time{}, fmt.Errorf("scanning due events of inbox %s: %w", inbox, err)
 	}
-	h.end(head)
+	h.endClaim(head, fromHead, leased)
 	return found, next, nil
 }
 
@@ -284,7 +304,9 @@ func (db *DB) lease(id, inbox string, exclusive bool) bool {
 }
 
 // endLease ends the lease of id, if any, and wakes its inbox if asked.
-func (db *DB) endLease(id string, wake bool) {
+// stillDue: the event's due key is still where it was leased, so claims
+// must look there again.
+func (db *DB) endLease(id string, wake, stillDue bool) {
 	db.mu.Lock()
 	inbox, ok := db.leases[id]
 	if ok {
@@ -294,6 +316,9 @@ func (db *DB) endLease(id string, wake bool) {
 		}
 	}
 	db.mu.Unlock()
+	if ok && stillDue {
+		db.hintFor(db.dueHints, inbox).forgetClaims()
+	}
 	if ok && wake {
 		db.wake(inbox)
 	}
@@ -366,7 +391,7 @@ func (db *DB) Record(id string, a Attempt, next Next) error {
 	// The lease ends after the commit, so the event is never claimable on a
 	// state older than this record; and even if the commit failed, so that
 	// it is retried rather than stuck.
-	o.after = func(bool) { db.endLease(id, true) }
+	o.after = func(committed bool) { db.endLease(id, true, !committed) }
 	if err := db.submit(context.Background(), o); err != nil {
 		return fmt.Errorf("recording attempt of event %s: %w", id, err)
 	}
@@ -374,7 +399,7 @@ func (db *DB) Record(id string, a Attempt, next Next) error {
 }
 
 // Release ends a lease with no attempt (a graceful stop): the event stays due.
-func (db *DB) Release(id string) { db.endLease(id, true) }
+func (db *DB) Release(id string) { db.endLease(id, true, true) }
 
 // Pending is the number of pending and delivering events of inbox, from memory.
 func (db *DB) Pending(inbox string) int {
