@@ -21,7 +21,7 @@ func (db *DB) Get(id string) (*Event, []Attempt, error) {
 		if e, err = readMeta(txn, id); err != nil {
 			return err
 		}
-		if e.Body, err = readBody(txn, id); err != nil {
+		if err := readRequest(txn, e); err != nil {
 			return err
 		}
 		prefix := attemptPrefix(id)

@@ -13,8 +13,8 @@ import (
 // Unix nanoseconds, which sort like the times. Inbox names end with a zero
 // byte (they may not contain one) so one inbox is never a prefix of another.
 //
-//	m/<id>                          event meta, JSON (no body)
-//	b/<id>                          body, stored apart so attempt updates never rewrite it
+//	m/<id>                          event meta (meta.go), rewritten at each attempt
+//	b/<id>                          request: headers and body (meta.go), written once
 //	a/<id><n:4>                     attempt n, JSON
 //	d/<inbox>\0<due:8><id>          due index: pending events only; the head is what is due
 //	s/<inbox>\0<state:1><id>        per-inbox state index; its pending part is arrival order
@@ -27,7 +27,7 @@ const (
 	idLen = 26
 
 	tableMeta     = 'm'
-	tableBody     = 'b'
+	tableRequest  = 'b'
 	tableAttempt  = 'a'
 	tableDue      = 'd'
 	tableState    = 's'
@@ -97,7 +97,7 @@ func fromNanos(b []byte) time.Time {
 }
 
 func metaKey(id string) []byte { return key(tableMeta, []byte(id)) }
-func bodyKey(id string) []byte { return key(tableBody, []byte(id)) }
+func requestKey(id string) []byte { return key(tableRequest, []byte(id)) }
 
 func attemptPrefix(id string) []byte { return key(tableAttempt, []byte(id)) }
 func attemptKey(id string, n int) []byte {

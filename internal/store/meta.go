@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,27 +9,28 @@ import (
 	"time"
 )
 
-// An event's meta (everything but its body) is written at every arrival
-// and attempt and read at every claim, so it is encoded by hand rather than
-// as JSON, which cost a tenth of the server's CPU under load, most of it
-// in the header map. The layout, after a version byte: the strings as
-// uvarint length + bytes, the counts as uvarints, the times as varint Unix
-// nanoseconds (0 for the zero time), the header as a count of names, each
-// with a count of values.
+// An event is stored as two records. Its meta (everything but the request
+// headers and body) is written at every arrival and attempt and read at
+// every claim and record, so it is small and encoded by hand rather than as
+// JSON, which cost a tenth of the server's CPU under load, most of it in the
+// header map. Its request (headers and body) is written once, goes to
+// Badger's value log with the body, and is read only to deliver or show the
+// event. Layout, after a version byte: strings as uvarint length + bytes,
+// counts as uvarints, times as varint Unix nanoseconds (0 for the zero
+// time); a header is a count of names, each with a count of values; the
+// body is the rest of the request record.
 
-const metaVersion = 1
+const (
+	// metaVersion 2: the headers moved from the meta to the request record.
+	metaVersion    = 2
+	requestVersion = 1
+)
 
 var errMetaCorrupt = errors.New("corrupt event record")
 
 func encodeMeta(e *Event) []byte {
 	size := 64 + len(e.ID) + len(e.Inbox) + len(e.Method) + len(e.Path) + len(e.RawQuery) +
 		len(e.Verified) + len(e.DedupeKey) + len(e.State)
-	for name, values := range e.Header {
-		size += 2 + len(name)
-		for _, v := range values {
-			size += 2 + len(v)
-		}
-	}
 	b := make([]byte, 0, size)
 	b = append(b, metaVersion)
 	for _, s := range []string{e.ID, e.Inbox, e.Method, e.Path, e.RawQuery, e.Verified, e.DedupeKey, string(e.State)} {
@@ -39,6 +41,20 @@ func encodeMeta(e *Event) []byte {
 	for _, t := range []time.Time{e.ReceivedAt, e.NextAttemptAt, e.FinishedAt} {
 		b = appendTime(b, t)
 	}
+	return b
+}
+
+// encodeRequest encodes e's headers and body.
+func encodeRequest(e *Event) []byte {
+	size := 8 + len(e.Body)
+	for name, values := range e.Header {
+		size += 2 + len(name)
+		for _, v := range values {
+			size += 2 + len(v)
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, requestVersion)
 	b = binary.AppendUvarint(b, uint64(len(e.Header)))
 	for name, values := range e.Header {
 		b = appendString(b, name)
@@ -47,7 +63,7 @@ func encodeMeta(e *Event) []byte {
 			b = appendString(b, v)
 		}
 	}
-	return b
+	return append(b, e.Body...)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -79,21 +95,39 @@ func decodeMeta(v []byte, e *Event) error {
 	for _, t := range []*time.Time{&e.ReceivedAt, &e.NextAttemptAt, &e.FinishedAt} {
 		*t = d.time()
 	}
+	if d.err != nil {
+		return d.err
+	}
+	if len(d.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", errMetaCorrupt, len(d.b))
+	}
+	return nil
+}
+
+// decodeRequest reads what encodeRequest wrote into e.Header and e.Body,
+// copying them.
+func decodeRequest(v []byte, e *Event) error {
+	d := metaDecoder{b: v}
+	if len(v) == 0 || v[0] != requestVersion {
+		return fmt.Errorf("%w: unknown request version", errMetaCorrupt)
+	}
+	d.b = d.b[1:]
 	names := d.count()
-	e.Header = make(http.Header, names)
+	header := make(http.Header, names)
 	for range names {
 		name := d.string()
 		values := make([]string, d.count())
 		for i := range values {
 			values[i] = d.string()
 		}
-		e.Header[name] = values
+		header[name] = values
 	}
 	if d.err != nil {
 		return d.err
 	}
-	if len(d.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", errMetaCorrupt, len(d.b))
+	e.Header, e.Body = header, bytes.Clone(d.b)
+	if e.Body == nil {
+		e.Body = []byte{}
 	}
 	return nil
 }

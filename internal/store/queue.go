@@ -32,17 +32,14 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 	e.ID = db.ids.next(e.ReceivedAt)
 	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = Pending, 0, now, time.Time{}
 	meta := encodeMeta(e)
-	body := e.Body
-	if body == nil {
-		body = []byte{}
-	}
+	request := encodeRequest(e)
 	dedupe := e.DedupeKey != "" && dedupeWindow > 0
 	var dk []byte
 	if dedupe {
 		dk = dedupeKey(e.Inbox, e.DedupeKey)
 	}
 	var dupID string
-	o := newOp(len(meta)+len(body)+256, func(b *batch) error {
+	o := newOp(len(meta)+len(request)+256, func(b *batch) error {
 		dupID = ""
 		if dedupe {
 			stored, prev, err := readDedupe(b.txn, dk)
@@ -57,7 +54,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 		}
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},
-			{bodyKey(e.ID), body},
+			{requestKey(e.ID), request},
 			{dueKey(e.Inbox, now, e.ID), nil},
 			{stateKey(e.Inbox, Pending, e.ID), nil},
 			{allStateKey(Pending, e.ID), nil},
@@ -340,7 +337,7 @@ func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 		if m.State != Pending || m.NextAttemptAt.After(now) {
 			return nil
 		}
-		if m.Body, err = readBody(txn, id); err != nil {
+		if err := readRequest(txn, m); err != nil {
 			return err
 		}
 		m.State = Delivering
@@ -427,15 +424,16 @@ func readMeta(txn *badger.Txn, id string) (*Event, error) {
 	return e, nil
 }
 
-func readBody(txn *badger.Txn, id string) ([]byte, error) {
-	item, err := txn.Get(bodyKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, nil
+// readRequest reads e's headers and body into e.
+func readRequest(txn *badger.Txn, e *Event) error {
+	item, err := txn.Get(requestKey(e.ID))
+	if err == nil {
+		err = item.Value(func(v []byte) error { return decodeRequest(v, e) })
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading body of event %s: %w", id, err)
+		return fmt.Errorf("reading the request of event %s: %w", e.ID, err)
 	}
-	return item.ValueCopy(nil)
+	return nil
 }
 
 // idSource makes ULIDs that increase strictly within a millisecond, in the
