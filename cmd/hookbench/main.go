@@ -37,6 +37,7 @@ type config struct {
 	bodySize         int
 	slow             time.Duration
 	idle             int
+	backlog          int
 	drainTimeout     time.Duration
 	concurrency      int
 
@@ -83,9 +84,10 @@ func parseFlags() config {
 	flag.Var(&c.rates, "rates", "comma-separated fixed `rates` (req/s) of the open-loop latency runs")
 	flag.IntVar(&c.bodySize, "body", 1024, "body size in bytes")
 	flag.DurationVar(&c.slow, "slow", 50*time.Millisecond, "how long the slow app takes to answer")
+	flag.IntVar(&c.backlog, "backlog", 20000, "events in the backlog whose delivery rate is measured at the default concurrency")
 	flag.IntVar(&c.idle, "idle", 200, "sequential requests of the idle accept-to-delivery latency")
 	flag.DurationVar(&c.drainTimeout, "drain-timeout", time.Minute, "how long to wait for deliveries to catch up between measurements")
-	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "the inboxes' concurrency option: deliveries in flight (0: hookinbox's default)")
+	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "the concurrency option of the inboxes but the one measured at -connections deliveries in flight (0: hookinbox's default)")
 	flag.BoolVar(&c.main, "main", true, "take the main figures (-main=false -scale takes only the scale figures)")
 	flag.BoolVar(&c.scale, "scale", false, "also measure with -scale-events pending (takes minutes)")
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
@@ -104,8 +106,8 @@ func (c config) validate() error {
 		return errors.New("-duration must be positive and -warmup not negative")
 	case c.runs < 1 || c.conns < 1 || c.fillConns < 1:
 		return errors.New("-runs, -connections and -fill-connections must be at least 1")
-	case c.idle < 1:
-		return errors.New("-idle must be at least 1")
+	case c.idle < 1 || c.backlog < 10:
+		return errors.New("-idle must be at least 1 and -backlog at least 10")
 	case c.scaleEvents < 1:
 		return errors.New("-scale-events must be at least 1")
 	case !c.main && !c.scale:
@@ -149,6 +151,7 @@ func newReport(c config) *report {
 		BodyBytes:   c.bodySize,
 		SlowApp:     c.slow.String(),
 		Concurrency: c.concurrency,
+		Backlog:     c.backlog,
 		Rates:       c.rates,
 	}}
 }

@@ -31,7 +31,7 @@ type bench struct {
 	server            *caddyServer
 
 	// Where each target listens.
-	respondURL, proxyNoopURL, proxySlowURL, ingestURL, backlogURL string
+	respondURL, proxyNoopURL, proxySlowURL, ingestURL, backlogURL, defaultURL string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -142,7 +142,7 @@ func (b *bench) startMain(withInbox bool) error {
 	if b.gated, err = startApp(0); err != nil {
 		return err
 	}
-	addrs := make([]string, 6)
+	addrs := make([]string, 7)
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
 			return err
@@ -162,15 +162,19 @@ func (b *bench) startMain(withInbox bool) error {
 		if b.c.concurrency > 0 {
 			extra = append(extra, "concurrency "+strconv.Itoa(b.c.concurrency))
 		}
+		// The backlog inboxes' app holds their first attempts while a
+		// backlog is built; the long timeout keeps them from failing
+		// meanwhile. "backlog" has as many deliveries in flight as the
+		// closed-loop load has requests, as reverse_proxy has;
+		// "backlog-default" has the inbox default (or -deliver-concurrency).
+		held := []string{"timeout 10m"}
 		sites = append(sites,
 			site{addrs[4], inboxDirectives("bench", b.noop.url(deliveredPath), extra...)},
-			// The backlog inbox's app holds its first attempts while the
-			// backlog is built; the long timeout keeps them from failing
-			// meanwhile.
-			site{addrs[5], inboxDirectives("backlog", b.gated.url(deliveredPath), append(extra, "timeout 10m")...)},
+			site{addrs[5], inboxDirectives("backlog", b.gated.url(deliveredPath), append(held, "concurrency "+strconv.Itoa(b.c.conns))...)},
+			site{addrs[6], inboxDirectives("backlog-default", b.gated.url(deliveredPath), append(held, extra...)...)},
 		)
-		listen = addrs[1:6]
-		b.ingestURL, b.backlogURL = "http://"+addrs[4]+"/", "http://"+addrs[5]+"/"
+		listen = addrs[1:7]
+		b.ingestURL, b.backlogURL, b.defaultURL = "http://"+addrs[4]+"/", "http://"+addrs[5]+"/", "http://"+addrs[6]+"/"
 		config = caddyfile(admin, filepath.Join(b.dir, "storage"), sites)
 	}
 	b.logf("starting caddy (config and log in %s)", b.dir)
@@ -262,9 +266,10 @@ func (b *bench) measureThroughput(withInbox bool) error {
 		{"reverse_proxy slow", r.ProxySlow, plain(b.proxySlowURL)},
 	}
 	if withInbox {
-		r.IngestBusy, r.Ingest, r.Delivered = new(throughput), new(throughput), new(throughput)
+		r.IngestBusy, r.Ingest, r.Delivered, r.DeliveredDefault = new(throughput), new(throughput), new(throughput), new(throughput)
 		targets = append(targets,
 			target{"hookinbox ingest, app busy", r.IngestBusy, b.backlogRun},
+			target{"hookinbox delivered, default concurrency", r.DeliveredDefault, b.defaultBacklogRun},
 			target{"hookinbox ingest, delivering", r.Ingest, b.ingestRun},
 		)
 	}
@@ -334,7 +339,9 @@ func (b *bench) drain(a *app, n int, what string) {
 }
 
 // backlogRun measures ingest during a burst the app cannot take yet, then
-// delivery alone. The app holds the first attempts, as a busy app would, so
+// delivery alone, with as many deliveries in flight as the load has
+// connections (reverse_proxy's figure is taken with that many requests in
+// flight). The app holds the first attempts, as a busy app would, so
 // the closed-loop load measures hookinbox's answer alone (verify, store,
 // fsync, 200) while everything it accepts piles up in the store. Then the
 // app lets go, and the arrival rate over the middle 80% of that backlog (no
@@ -359,8 +366,19 @@ func (b *bench) backlogRun(run int) (float64, int64) {
 	if b.report.Backlog == 0 {
 		b.report.Backlog = res.Accepted
 	}
-	b.logf("throughput run %d/%d: %-28s %s/s (backlog of %s)", run+1, b.c.runs, "hookinbox delivered", count(delivered), count(float64(res.Accepted)))
+	b.logf("throughput run %d/%d: %-28s %s/s (backlog of %s, %d in flight)", run+1, b.c.runs, "hookinbox delivered", count(delivered), count(float64(res.Accepted)), b.c.conns)
 	return res.perSecond(), res.Failed
+}
+
+// defaultBacklogRun is the delivery half of backlogRun on the inbox with
+// the default concurrency: the rate a user gets without tuning it.
+func (b *bench) defaultBacklogRun(int) (float64, int64) {
+	b.gated.reset()
+	b.gated.hold()
+	res := b.sender.closedLoop(closedLoad{url: b.defaultURL, conns: b.c.conns, duration: time.Hour, limit: int64(b.c.backlog)})
+	b.gated.release()
+	b.drain(b.gated, int(res.Accepted), "backlog")
+	return steadyRate(b.gated.arrivals()), res.Failed
 }
 
 // steadyRate is the arrival rate between the 10th and the 90th percentile
