@@ -8,9 +8,38 @@ import (
 	"time"
 )
 
-// settle is how long the scale test lets a server rest before reading its
-// memory.
-const settle = 5 * time.Second
+// A server's memory is read at rest: once its RSS has moved by less than
+// settleChange over settleStep (Badger compacts for a while after a burst,
+// and the Go runtime returns freed memory gradually), or after settleMax.
+const (
+	settleStep   = 5 * time.Second
+	settleMax    = time.Minute
+	settleChange = 0.02
+)
+
+// memoryAtRest waits for s to come to rest and reads its memory.
+func (b *bench) memoryAtRest(s *caddyServer) (memStatus, error) {
+	start := time.Now()
+	time.Sleep(settleStep)
+	last, err := s.memory()
+	for err == nil && time.Since(start) < settleMax {
+		time.Sleep(settleStep)
+		var m memStatus
+		if m, err = s.memory(); err != nil {
+			break
+		}
+		change := float64(m.RSS-last.RSS) / float64(max(last.RSS, 1))
+		last = m
+		if change < settleChange && change > -settleChange {
+			break
+		}
+	}
+	if err != nil {
+		return last, fmt.Errorf("reading caddy's memory: %v", err)
+	}
+	b.logf("scale: memory read %.0fs after the load", time.Since(start).Seconds())
+	return last, nil
+}
 
 // scaleServer is one caddy with one inbox for the scale test.
 type scaleServer struct {
@@ -78,9 +107,8 @@ func (b *bench) measureScale() error {
 	b.logf("scale: %s events pending, filled at %s/s", count(float64(sf.Pending)), count(sf.FillPerS))
 
 	// The fill's own cost: what a burst of that size leaves behind.
-	time.Sleep(settle)
-	if sf.MemoryFilled, err = full.server.memory(); err != nil {
-		return fmt.Errorf("reading caddy's memory: %v", err)
+	if sf.MemoryFilled, err = b.memoryAtRest(full.server); err != nil {
+		return err
 	}
 	b.logf("scale: RSS %.0f MB (anon %.0f, file %.0f; peak %.0f) right after the fill",
 		mb(sf.MemoryFilled.RSS), mb(sf.MemoryFilled.Anon), mb(sf.MemoryFilled.File), mb(sf.MemoryFilled.Peak))
@@ -112,13 +140,11 @@ func (b *bench) measureScale() error {
 	}
 	b.note("scale: the empty store took the ingest runs' events too (all pending); small beside %s", count(float64(sf.Pending)))
 
-	// Read once the load has stopped and the Go runtime had a moment to
-	// return what it freed: the figure is the server's size with the
-	// backlog, not its garbage; the peak (VmHWM) keeps the worst moment
-	// since the restart.
-	time.Sleep(settle)
-	if sf.Memory, err = full.server.memory(); err != nil {
-		return fmt.Errorf("reading caddy's memory: %v", err)
+	// Read at rest: the figure is the server's size with the backlog, not
+	// its garbage; the peak (VmHWM) keeps the worst moment since the
+	// restart.
+	if sf.Memory, err = b.memoryAtRest(full.server); err != nil {
+		return err
 	}
 	b.logf("scale: RSS %.0f MB (anon %.0f, file %.0f; peak %.0f) serving with the backlog",
 		mb(sf.Memory.RSS), mb(sf.Memory.Anon), mb(sf.Memory.File), mb(sf.Memory.Peak))
