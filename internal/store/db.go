@@ -167,6 +167,14 @@ func Open(dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
+const (
+	// valueThreshold: values this size and over go to the value log.
+	valueThreshold = 512
+	// valueLogFileSize: a value-log file is closed and a new one started
+	// past this size.
+	valueLogFileSize = 32 << 20
+)
+
 // badgerOptions sizes Badger for a small machine (two cores, a few hundred
 // MB of memory for the whole server): see NOTES.md.
 func badgerOptions(dir string, opts Options, logger *zap.Logger, syncFailures *atomic.Int64) badger.Options {

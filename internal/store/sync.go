@@ -21,14 +21,6 @@ import (
 // 503, senders retry) until Caddy is restarted on a healthy disk, as
 // databases do after a failed fsync.
 
-const (
-	// valueThreshold: values this size and over go to the value log.
-	valueThreshold = 512
-	// valueLogFileSize: a value-log file is closed and a new one started
-	// past this size.
-	valueLogFileSize = 32 << 20
-)
-
 // valueLogSyncFailure is the start of the format Badger (v4.9) logs a failed
 // value-log sync with; TestBadgerStillLogsValueLogSyncFailures checks the
 // pinned Badger still does.
