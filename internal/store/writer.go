@@ -23,6 +23,10 @@ const (
 	// handled by splitting on ErrTxnTooBig.
 	maxBatchOps   = 1024
 	maxBatchBytes = 2 << 20
+
+	// gatherFrom and gatherFor: see writer.
+	gatherFrom = 8
+	gatherFor  = 500 * time.Microsecond
 )
 
 // op is one mutation waiting for the writer.
@@ -167,22 +171,53 @@ func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 func (db *DB) writer() {
 	defer db.writerWG.Done()
 	ops := make([]*op, 0, maxBatchOps)
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
+	last := 0 // ops in the last batch
 	for first := range db.ops {
 		ops = append(ops[:0], first)
 		size := first.size
+		// Under load, the callers the last commit answered send their next
+		// requests a moment later; committing at once would sync a handful
+		// and leave the rest for the next sync. Each sync costs the kernel
+		// a fixed amount of CPU, so wait up to gatherFor for as many ops as
+		// the last batch had. Alone (last < gatherFrom), commit at once.
+		wait := last >= gatherFrom
+		if wait {
+			gather.Reset(gatherFor)
+		}
 	drain:
 		for len(ops) < maxBatchOps && size < maxBatchBytes {
-			select {
-			case o, ok := <-db.ops:
-				if !ok {
+			if wait && len(ops) >= last {
+				gather.Stop()
+				wait = false
+			}
+			var o *op
+			var ok bool
+			if wait {
+				select {
+				case o, ok = <-db.ops:
+				case <-gather.C:
+					wait = false
+					continue
+				}
+			} else {
+				select {
+				case o, ok = <-db.ops:
+				default:
 					break drain
 				}
-				ops = append(ops, o)
-				size += o.size
-			default:
+			}
+			if !ok {
 				break drain
 			}
+			ops = append(ops, o)
+			size += o.size
 		}
+		if wait {
+			gather.Stop()
+		}
+		last = len(ops)
 		for rest := ops; len(rest) > 0; {
 			rest = rest[db.commit(rest):]
 		}
