@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -68,7 +69,6 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	var prefix []byte
 	indexState := q.State
 	if indexState == Delivering {
 		indexState = Pending // leases are in memory: filter the pending events
@@ -76,34 +76,27 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 	if q.State != "" && stateByte(indexState) == 0 {
 		return nil, "", fmt.Errorf("listing events: unknown state %q", q.State)
 	}
-	switch {
-	case q.Inbox != "" && q.State != "":
-		prefix = statePrefix(q.Inbox, indexState)
-	case q.Inbox != "":
-		prefix = inboxPrefix(q.Inbox)
-	case q.State != "":
-		prefix = allStatePrefix(indexState)
-	default:
-		prefix = key(tableMeta)
-	}
+	// Each event is in one state index of its inbox: a listing walks the
+	// indexes it needs together, newest first (listIndexes).
+	prefixes := db.listIndexes(q.Inbox, indexState)
 	// Ids sort by arrival time (to the millisecond), so the time bounds are
 	// key bounds; the exact times are checked on the metas.
-	start := seekPast(prefix)
+	start := past
 	if !q.Until.IsZero() && !q.Until.Before(time.Unix(0, 0)) {
 		var last ulid.ULID
 		for i := range last {
 			last[i] = 0xff
 		}
 		if err := last.SetTime(ulid.Timestamp(q.Until)); err == nil {
-			start = append(bytes.Clone(prefix), last.String()...)
+			start = []byte(last.String())
 		}
 	}
 	if q.Cursor != "" {
 		if _, err := ulid.ParseStrict(q.Cursor); err != nil {
 			return nil, "", fmt.Errorf("listing events: invalid cursor")
 		}
-		if c := append(bytes.Clone(prefix), q.Cursor...); bytes.Compare(c, start) < 0 {
-			start = c
+		if bytes.Compare([]byte(q.Cursor), start) < 0 {
+			start = []byte(q.Cursor)
 		}
 	}
 	var sinceMS uint64
@@ -114,42 +107,39 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 	var events []*Event
 	more := false
 	err := db.view(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
-		defer it.Close()
-		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-			id := idSuffix(it.Item().Key())
+		return newestFirst(txn, prefixes, start, func(id string) (bool, error) {
 			if id == q.Cursor {
-				continue
+				return false, nil
 			}
 			u, err := ulid.ParseStrict(id)
 			if err != nil {
-				continue
+				return false, nil
 			}
 			if u.Time() < sinceMS {
-				return nil
+				return true, nil
 			}
 			e, err := readMeta(txn, id)
 			if errors.Is(err, ErrNotFound) {
-				continue
+				return false, nil
 			}
 			if err != nil {
-				return err
+				return true, err
 			}
 			if !q.Since.IsZero() && e.ReceivedAt.Before(q.Since) ||
 				!q.Until.IsZero() && !e.ReceivedAt.Before(q.Until) {
-				continue
+				return false, nil
 			}
 			db.showLease(e)
 			if q.State != "" && e.State != q.State {
-				continue
+				return false, nil
 			}
 			if len(events) == limit {
 				more = true
-				return nil
+				return true, nil
 			}
 			events = append(events, e)
-		}
-		return nil
+			return false, nil
+		})
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("listing events: %w", err)
@@ -158,6 +148,63 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 		return events, "", nil
 	}
 	return events, events[len(events)-1].ID, nil
+}
+
+// listIndexes returns the indexes a listing of inbox (all if "") in state
+// (all if "") walks: the inbox's state indexes, or the event table itself
+// when neither is given.
+func (db *DB) listIndexes(inbox string, state State) [][]byte {
+	if inbox == "" && state == "" {
+		return [][]byte{key(tableMeta)}
+	}
+	inboxes := []string{inbox}
+	if inbox == "" {
+		db.mu.Lock()
+		inboxes = slices.Collect(maps.Keys(db.counts))
+		db.mu.Unlock()
+	}
+	states := []State{state}
+	if state == "" {
+		states = storedStates[:]
+	}
+	var prefixes [][]byte
+	for _, in := range inboxes {
+		for _, s := range states {
+			prefixes = append(prefixes, statePrefix(in, s))
+		}
+	}
+	return prefixes
+}
+
+// newestFirst walks several indexes whose keys end in an event id as one,
+// newest id first, from the last id at or before start (past: the newest),
+// calling fn with each id until it says stop or fails. An event is in one
+// of them at a time, so no id comes twice.
+func newestFirst(txn *badger.Txn, prefixes [][]byte, start []byte, fn func(id string) (stop bool, err error)) error {
+	its := make([]*badger.Iterator, len(prefixes))
+	for i, p := range prefixes {
+		its[i] = txn.NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true, PrefetchValues: false})
+		defer its[i].Close()
+		its[i].Seek(append(bytes.Clone(p), start...))
+	}
+	for {
+		next, id := -1, ""
+		for i, it := range its {
+			if !it.ValidForPrefix(prefixes[i]) {
+				continue
+			}
+			if k := idSuffix(it.Item().Key()); next < 0 || k > id {
+				next, id = i, k
+			}
+		}
+		if next < 0 {
+			return nil
+		}
+		its[next].Next()
+		if stop, err := fn(id); stop || err != nil {
+			return err
+		}
+	}
 }
 
 // Inboxes returns each inbox's counts by state and its oldest pending event's

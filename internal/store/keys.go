@@ -17,9 +17,8 @@ import (
 //	b/<id>                          request: headers and body (meta.go), written once
 //	a/<id><n:4>                     attempt n, JSON
 //	d/<inbox>\0<due:8><id>          due index: pending events only; the head is what is due
-//	s/<inbox>\0<state:1><id>        per-inbox state index; its pending part is arrival order
-//	t/<state:1><id>                 state index across inboxes, for listing by state
-//	i/<inbox>\0<id>                 every event of an inbox, for listing an inbox
+//	s/<inbox>\0<state:1><id>        per-inbox state index; its pending part is arrival order;
+//	                                listings walk these (history.go)
 //	f/<finished:8><id>              finished (delivered or dead) events, for the retention janitor
 //	k/<inbox>\0<hash:16>            dedupe key -> <stored:8><id>, with a Badger TTL
 //	c/<inbox>\0<state:1>            event count per inbox and state, 8 bytes
@@ -31,8 +30,6 @@ const (
 	tableAttempt  = 'a'
 	tableDue      = 'd'
 	tableState    = 's'
-	tableAllState = 't'
-	tableInbox    = 'i'
 	tableFinished = 'f'
 	tableDedupe   = 'k'
 	tableCount    = 'c'
@@ -96,7 +93,7 @@ func fromNanos(b []byte) time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 }
 
-func metaKey(id string) []byte { return key(tableMeta, []byte(id)) }
+func metaKey(id string) []byte    { return key(tableMeta, []byte(id)) }
 func requestKey(id string) []byte { return key(tableRequest, []byte(id)) }
 
 func attemptPrefix(id string) []byte { return key(tableAttempt, []byte(id)) }
@@ -116,16 +113,6 @@ func statePrefix(inbox string, s State) []byte {
 }
 func stateKey(inbox string, s State, id string) []byte {
 	return key(tableState, inboxPart(inbox), []byte{stateByte(s)}, []byte(id))
-}
-
-func allStatePrefix(s State) []byte { return key(tableAllState, []byte{stateByte(s)}) }
-func allStateKey(s State, id string) []byte {
-	return key(tableAllState, []byte{stateByte(s)}, []byte(id))
-}
-
-func inboxPrefix(inbox string) []byte { return key(tableInbox, inboxPart(inbox)) }
-func inboxKey(inbox, id string) []byte {
-	return key(tableInbox, inboxPart(inbox), []byte(id))
 }
 
 func finishedPrefix() []byte { return key(tableFinished) }
@@ -161,9 +148,4 @@ func idSuffix(k []byte) string {
 		return ""
 	}
 	return string(k[len(k)-idLen:])
-}
-
-// seekPast returns the smallest key that sorts after every key starting with p.
-func seekPast(p []byte) []byte {
-	return append(bytes.Clone(p), 0xff)
 }

@@ -149,7 +149,7 @@ func (b *batch) remove(e *Event, dedupe bool) error {
 
 	keys := append(attempts,
 		metaKey(e.ID), requestKey(e.ID),
-		stateKey(e.Inbox, e.State, e.ID), allStateKey(e.State, e.ID), inboxKey(e.Inbox, e.ID))
+		stateKey(e.Inbox, e.State, e.ID))
 	if e.State == Pending {
 		keys = append(keys, dueKey(e.Inbox, e.NextAttemptAt, e.ID))
 	} else {

@@ -57,8 +57,6 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 			{requestKey(e.ID), request},
 			{dueKey(e.Inbox, now, e.ID), nil},
 			{stateKey(e.Inbox, Pending, e.ID), nil},
-			{allStateKey(Pending, e.ID), nil},
-			{inboxKey(e.Inbox, e.ID), nil},
 		}
 		for _, w := range writes {
 			if err := b.set(w.k, w.v); err != nil {

@@ -601,6 +601,29 @@ func TestList(t *testing.T) {
 			t.Errorf("paged %d pages: %v", pages, got)
 		}
 	})
+	t.Run("paging across inboxes", func(t *testing.T) {
+		// A state across inboxes walks one index per inbox at once.
+		var got []string
+		q := Query{State: Pending, Limit: 2}
+		pages := 0
+		for {
+			evs, cursor, err := db.List(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			for _, e := range evs {
+				got = append(got, e.ID)
+			}
+			if cursor == "" {
+				break
+			}
+			q.Cursor = cursor
+		}
+		if want := rev(all[3], all[4], all[5], all[6]); !slices.Equal(got, want) || pages != 2 {
+			t.Errorf("paged %d pages: %v\nwant %v", pages, got, want)
+		}
+	})
 	t.Run("bad input", func(t *testing.T) {
 		if _, _, err := db.List(Query{Cursor: "not-a-cursor"}); err == nil {
 			t.Error("a bad cursor was accepted")
@@ -825,14 +848,16 @@ func TestWakeOnRecordAndRelease(t *testing.T) {
 }
 
 func TestSplitOnTxnTooBig(t *testing.T) {
-	// A 1 MiB memtable caps a Badger transaction at about 150 KB: a few
-	// hundred queued enqueues of 900-byte bodies cannot share one.
+	// A 1 MiB memtable caps a Badger transaction at about 150 KB: several
+	// hundred queued enqueues of bodies that stay in the tree (below the
+	// value-log threshold) cannot share one.
 	db, err := Open(t.TempDir(), Options{MemTableSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	const n = 300
+	const n = 600
+	body := bytes.Repeat([]byte("x"), valueThreshold-100)
 	var once sync.Once
 	db.beforeCommit = func() error {
 		// Hold the first commit until the other enqueues are queued, so
@@ -850,7 +875,7 @@ func TestSplitOnTxnTooBig(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: bytes.Repeat([]byte("x"), 900)}, 0)
+			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
 		})
 	}
 	wg.Wait()

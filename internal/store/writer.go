@@ -132,15 +132,11 @@ func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 		return err
 	}
 	if from != to {
-		for _, k := range [][]byte{stateKey(e.Inbox, from, e.ID), allStateKey(from, e.ID)} {
-			if err := b.del(k); err != nil {
-				return err
-			}
+		if err := b.del(stateKey(e.Inbox, from, e.ID)); err != nil {
+			return err
 		}
-		for _, k := range [][]byte{stateKey(e.Inbox, to, e.ID), allStateKey(to, e.ID)} {
-			if err := b.set(k, nil); err != nil {
-				return err
-			}
+		if err := b.set(stateKey(e.Inbox, to, e.ID), nil); err != nil {
+			return err
 		}
 		b.count(e.Inbox, from, -1)
 		b.count(e.Inbox, to, +1)
