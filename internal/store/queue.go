@@ -20,7 +20,8 @@ import (
 // If e.DedupeKey != "" and an event with the same (inbox, key) was stored
 // within dedupeWindow (> 0), it stores nothing and returns that event's id
 // with duplicate=true. Two concurrent copies store one: the check runs in the
-// writer, inside the transaction that would store the event.
+// writer, inside the transaction that would store the event. e's header and
+// body are encoded at once; Enqueue keeps no reference to them.
 func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration) (id string, duplicate bool, err error) {
 	if e.Inbox == "" || strings.IndexByte(e.Inbox, 0) >= 0 {
 		return "", false, fmt.Errorf("enqueueing: invalid inbox name %q", e.Inbox)
