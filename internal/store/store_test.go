@@ -579,10 +579,9 @@ func TestList(t *testing.T) {
 		})
 	}
 
-	t.Run("paging", func(t *testing.T) {
-		var got []string
-		q := Query{Limit: 3}
-		pages := 0
+	// pageAll lists q page by page and returns every id and the page count.
+	pageAll := func(t *testing.T, q Query) (ids []string, pages int) {
+		t.Helper()
 		for {
 			evs, cursor, err := db.List(q)
 			if err != nil {
@@ -590,37 +589,23 @@ func TestList(t *testing.T) {
 			}
 			pages++
 			for _, e := range evs {
-				got = append(got, e.ID)
+				ids = append(ids, e.ID)
 			}
 			if cursor == "" {
-				break
+				return ids, pages
 			}
 			q.Cursor = cursor
 		}
-		if !slices.Equal(got, rev(all...)) || pages != 3 {
+	}
+	t.Run("paging", func(t *testing.T) {
+		if got, pages := pageAll(t, Query{Limit: 3}); !slices.Equal(got, rev(all...)) || pages != 3 {
 			t.Errorf("paged %d pages: %v", pages, got)
 		}
 	})
 	t.Run("paging across inboxes", func(t *testing.T) {
 		// A state across inboxes walks one index per inbox at once.
-		var got []string
-		q := Query{State: Pending, Limit: 2}
-		pages := 0
-		for {
-			evs, cursor, err := db.List(q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pages++
-			for _, e := range evs {
-				got = append(got, e.ID)
-			}
-			if cursor == "" {
-				break
-			}
-			q.Cursor = cursor
-		}
-		if want := rev(all[3], all[4], all[5], all[6]); !slices.Equal(got, want) || pages != 2 {
+		want := rev(all[3], all[4], all[5], all[6])
+		if got, pages := pageAll(t, Query{State: Pending, Limit: 2}); !slices.Equal(got, want) || pages != 2 {
 			t.Errorf("paged %d pages: %v\nwant %v", pages, got, want)
 		}
 	})
