@@ -2,7 +2,8 @@
 // embedded Badger database. It is the only package that imports Badger.
 //
 // Every mutation goes through one writer goroutine that commits concurrent
-// requests together (group commit, one fsync per batch); reads (Claim, Get,
+// requests together (group commit, one journal sync per batch, see
+// journal.go); reads (Claim, Get,
 // List) run on Badger snapshots. Leases of events being delivered live in
 // memory only, so after a crash an event in flight is simply due again.
 package store
@@ -11,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,12 +89,17 @@ type DB struct {
 	stop     chan struct{}
 	bgWG     sync.WaitGroup
 
+	// journal: see journal.go; checkpointMu serializes checkpoints.
+	journal      *journal
+	checkpointMu sync.Mutex
+
 	// beforeCommit, if set (tests), runs before each commit; an error fails it.
 	beforeCommit func() error
-	// syncFailures counts the value-log syncs that failed (see sync.go);
-	// failed is set at the first, and every later write fails with it.
-	syncFailures *atomic.Int64
-	failed       atomic.Pointer[error]
+	// afterCheckpoint, if set (tests), runs after each checkpoint.
+	afterCheckpoint func()
+	// failed is set when a write or sync of the journal or a checkpoint
+	// failed: every later write fails with it.
+	failed atomic.Pointer[error]
 	// splits counts batches split because Badger found them too big.
 	splits atomic.Int64
 
@@ -122,6 +129,8 @@ type DB struct {
 	// (snapshot.go). lastTs, the last version handed out, is the writer's.
 	committed atomic.Uint64
 	lastTs    uint64
+	// record is the writer's buffer for journal records.
+	record []byte
 	// discardTs is the janitor's: the version to discard below next time.
 	discardTs uint64
 }
@@ -133,13 +142,17 @@ func Open(dir string, opts Options) (*DB, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	syncFailures := new(atomic.Int64)
-	bdb, err := badger.OpenManaged(badgerOptions(dir, opts, logger, syncFailures))
+	bdb, err := badger.OpenManaged(badgerOptions(dir, opts, logger))
 	if err != nil {
 		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
 	}
+	j, last, err := openAndReplay(bdb, dir, logger)
+	if err != nil {
+		bdb.Close()
+		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
+	}
 	db := &DB{
-		syncFailures: syncFailures,
+		journal:      j,
 		bdb:          bdb,
 		dir:          dir,
 		logger:       logger,
@@ -152,19 +165,43 @@ func Open(dir string, opts Options) (*DB, error) {
 		dueHints:     make(map[string]*hint),
 		pendingHints: make(map[string]*hint),
 	}
-	db.lastTs = bdb.MaxVersion()
+	db.lastTs = max(bdb.MaxVersion(), last)
 	db.committed.Store(db.lastTs)
 	db.retention.Store(int64(opts.Retention))
 	db.minFree = minFreeBytes(opts)
 	if err := db.loadCounts(); err != nil {
+		j.close()
 		bdb.Close()
 		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
 	}
 	db.writerWG.Add(1)
 	go db.writer()
-	db.bgWG.Add(1)
+	db.bgWG.Add(2)
 	go db.janitor()
+	go db.checkpointer()
 	return db, nil
+}
+
+// openAndReplay opens the journal and applies again what it holds after its
+// checkpoint; if it applied anything, it checkpoints at once. It returns
+// the last version the journal holds.
+func openAndReplay(bdb *badger.DB, dir string, logger *zap.Logger) (*journal, uint64, error) {
+	j, err := openJournal(filepath.Join(dir, journalDir))
+	if err != nil {
+		return nil, 0, err
+	}
+	last, applied, err := replayJournal(bdb, j)
+	if err == nil && applied > 0 {
+		logger.Info("inbox store: applied the journal again after an unclean stop",
+			zap.String("dir", dir), zap.Int("commits", applied))
+		if err = syncBadgerFiles(dir); err == nil {
+			err = j.checkpoint(last)
+		}
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("replaying the journal: %w", err)
+	}
+	return j, last, nil
 }
 
 const (
@@ -177,7 +214,7 @@ const (
 
 // badgerOptions sizes Badger for a small machine (two cores, a few hundred
 // MB of memory for the whole server): see NOTES.md.
-func badgerOptions(dir string, opts Options, logger *zap.Logger, syncFailures *atomic.Int64) badger.Options {
+func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options {
 	memTable := opts.MemTableSize
 	if memTable <= 0 {
 		memTable = 16 << 20
@@ -192,10 +229,11 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger, syncFailures *a
 	// that hundreds of MB on a large backlog. Keep them all at 2 MB.
 	o.TableSizeMultiplier = 1
 	return o.
-		WithLogger(badgerLogger{l: logger.Named("badger").Sugar(), syncFailures: syncFailures}).
-		// Acknowledged means on disk: every commit is fsync'd. The writer
-		// batches so that the fsync is shared.
-		WithSyncWrites(true).
+		WithLogger(badgerLogger{l: logger.Named("badger").Sugar()}).
+		// Acknowledged means on disk, but through the store's own journal:
+		// Badger's syncs cost twice as much (journal.go), and checkpoints
+		// sync its files.
+		WithSyncWrites(false).
 		// One writer, and claims only read: there is nothing to conflict.
 		WithDetectConflicts(false).
 		WithMemTableSize(memTable).
@@ -237,7 +275,10 @@ func (db *DB) Close() error {
 	db.closeMu.Unlock()
 	db.writerWG.Wait()
 	db.bgWG.Wait()
-	if err := db.bdb.Close(); err != nil {
+	// A failed store leaves its journal whole, for the next Open.
+	err := db.checkpoint()
+	err = errors.Join(err, db.journal.close(), db.bdb.Close())
+	if err != nil {
 		return fmt.Errorf("closing inbox store %s: %w", db.dir, err)
 	}
 	return nil
@@ -293,19 +334,10 @@ func stateIndex(s State) int {
 }
 
 // badgerLogger routes Badger's log lines into zap. Badger is chatty at info
-// level (every compaction and file replay), so info goes to debug. It also
-// counts the value-log sync failures that Badger reports only here.
-type badgerLogger struct {
-	l            *zap.SugaredLogger
-	syncFailures *atomic.Int64
-}
+// level (every compaction and file replay), so info goes to debug.
+type badgerLogger struct{ l *zap.SugaredLogger }
 
-func (b badgerLogger) Errorf(f string, a ...any) {
-	if isValueLogSyncFailure(f) {
-		b.syncFailures.Add(1)
-	}
-	b.l.Error(trimf(f, a))
-}
+func (b badgerLogger) Errorf(f string, a ...any) { b.l.Error(trimf(f, a)) }
 
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimf(f, a)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trimf(f, a)) }

@@ -129,8 +129,18 @@ func (db *DB) scanFinished(after, stop []byte) ([]finishedRef, error) {
 }
 
 // collectGarbage rewrites value-log files that are at least half garbage
-// (metas rewritten by attempts, events removed), until none is.
+// (events removed, or kept only by old versions), until none is.
+//
+// Badger moves the live values of a file and deletes it at once, without
+// SyncWrites before the moved values are synced. An open iterator makes
+// it wait: the file goes when the last iterator closes. So one is held
+// until Badger's files are synced, and a power cut cannot take a value
+// whose only copy on disk was in the deleted file.
 func (db *DB) collectGarbage() {
+	txn := db.bdb.NewTransactionAt(db.committed.Load(), false)
+	defer txn.Discard()
+	hold := txn.NewIterator(badger.IteratorOptions{Prefix: countPrefix()})
+	defer hold.Close()
 	for {
 		err := db.bdb.RunValueLogGC(0.5)
 		if err == nil {
@@ -139,6 +149,9 @@ func (db *DB) collectGarbage() {
 		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 			db.logger.Warn("value log garbage collection", zap.Error(err))
 		}
-		return
+		break
+	}
+	if err := syncBadgerFiles(db.dir); err != nil {
+		db.fail(fmt.Errorf("%w: after value log garbage collection: %v", errJournal, err))
 	}
 }

@@ -60,6 +60,8 @@ type batch struct {
 	db     *DB
 	txn    *badger.Txn
 	writes int
+	// record: the batch's writes as a journal record.
+	record []byte
 	// delta: counter changes per inbox and state.
 	delta map[string]*[len(storedStates)]int
 	// dueInserts and pendingInserts: the smallest key suffix inserted per
@@ -73,6 +75,7 @@ func (db *DB) newBatch() *batch {
 	return &batch{
 		db:             db,
 		txn:            db.bdb.NewTransactionAt(db.committed.Load(), true),
+		record:         newRecord(db.record),
 		delta:          make(map[string]*[len(storedStates)]int),
 		dueInserts:     make(map[string][]byte),
 		pendingInserts: make(map[string][]byte),
@@ -82,16 +85,19 @@ func (db *DB) newBatch() *batch {
 
 func (b *batch) set(k, v []byte) error {
 	b.writes++
+	b.record = appendEntry(b.record, entrySet, k, v, 0)
 	return b.txn.Set(k, v)
 }
 
 func (b *batch) setEntry(e *badger.Entry) error {
 	b.writes++
+	b.record = appendEntry(b.record, entryExpire, e.Key, e.Value, e.ExpiresAt)
 	return b.txn.SetEntry(e)
 }
 
 func (b *batch) del(k []byte) error {
 	b.writes++
+	b.record = appendEntry(b.record, entryDelete, k, nil, 0)
 	return b.txn.Delete(k)
 }
 
@@ -260,17 +266,24 @@ func (db *DB) commit(ops []*op) int {
 		return len(ops)
 	}
 	err := error(nil)
-	if db.beforeCommit != nil {
+	if failed := db.failed.Load(); failed != nil {
+		err = *failed // ops queued before the store failed
+	} else if db.beforeCommit != nil {
 		err = db.beforeCommit()
 	}
 	if err == nil {
-		// A failed commit's version is not reused: it may have reached
-		// the memtable before its sync failed.
+		// The journal first: once it is synced the commit survives a
+		// crash, whatever Badger had written. A failure after the record
+		// may be on disk fails the store; its version is not reused.
 		db.lastTs++
-		err = b.txn.CommitAt(db.lastTs, nil)
+		err = db.journal.append(db.lastTs, b.record)
 		if err == nil {
-			err = db.checkSynced()
+			err = b.txn.CommitAt(db.lastTs, nil)
 		}
+		if err != nil {
+			db.fail(err)
+		}
+		db.record = b.record[:0]
 	}
 	if err != nil {
 		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))

@@ -1,0 +1,371 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// crash stops db as a crash would leave it: no checkpoint, so its journal
+// still holds every commit since the last one. Badger's files are closed;
+// the test decides what of them survives.
+func crash(t *testing.T, db *DB) {
+	t.Helper()
+	db.closeMu.Lock()
+	db.closed = true
+	close(db.ops)
+	close(db.stop)
+	db.closeMu.Unlock()
+	db.writerWG.Wait()
+	db.bgWG.Wait()
+	if err := errors.Join(db.journal.close(), db.bdb.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keepAtCheckpoints keeps a copy of Badger's files (not the journal) in a
+// directory it returns, taken at each checkpoint: what a power cut could
+// leave of them, as Badger syncs nothing between checkpoints.
+func keepAtCheckpoints(t *testing.T, db *DB, dir string) string {
+	saved := t.TempDir()
+	db.afterCheckpoint = func() {
+		removeBadgerFiles(t, saved)
+		copyBadgerFiles(t, dir, saved)
+	}
+	return saved
+}
+
+// copyBadgerFiles copies Badger's files (not the journal) from dir to to.
+func copyBadgerFiles(t *testing.T, dir, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// removeBadgerFiles removes Badger's files (not the journal) from dir.
+func removeBadgerFiles(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func openDir(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// After a crash the journal restores what Badger had not synced: here, as
+// after a power cut, Badger's files are put back as they were at the last
+// checkpoint. Enqueues, an attempt and the counters come back exactly, and
+// the same holds when Badger kept everything (the journal is applied over
+// it again).
+func TestJournalRestoresCommitsAfterTheCheckpoint(t *testing.T) {
+	for _, badgerLost := range []bool{true, false} {
+		name := "badger kept its writes"
+		if badgerLost {
+			name = "badger lost its writes since the checkpoint"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			db := openDir(t, dir)
+			saved := keepAtCheckpoints(t, db, dir)
+			big := strings.Repeat("d", 2*valueThreshold) // in Badger's value log
+			delivered := enqueue(t, db, "in", big)
+			if err := db.checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+
+			e := claim(t, db, "in", time.Now(), false)
+			if e == nil || e.ID != delivered {
+				t.Fatalf("claim = %v", e)
+			}
+			if err := db.Record(e.ID, Attempt{N: 1, At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); err != nil {
+				t.Fatal(err)
+			}
+			pending := []string{enqueue(t, db, "in", big+"2"), enqueue(t, db, "in", "small")}
+			crash(t, db)
+			if badgerLost {
+				removeBadgerFiles(t, dir)
+				copyBadgerFiles(t, saved, dir)
+			}
+
+			db = openDir(t, dir)
+			got, attempts, err := db.Get(delivered)
+			if err != nil || got.State != Delivered || len(attempts) != 1 || string(got.Body) != big {
+				t.Errorf("delivered event after the crash: %+v, %d attempts, %v", got, len(attempts), err)
+			}
+			for i, id := range pending {
+				got, _, err := db.Get(id)
+				want := []string{big + "2", "small"}[i]
+				if err != nil || got.State != Pending || string(got.Body) != want {
+					t.Errorf("pending event %d after the crash: %+v, %v", i, got, err)
+				}
+			}
+			counts := statsByInbox(t, db)["in"].Counts
+			if want := map[State]int{Pending: 2, Delivering: 0, Delivered: 1, Dead: 0}; !mapsEqual(counts, want) {
+				t.Errorf("counts after the crash = %v, want %v", counts, want)
+			}
+			// Writes go on after the replay, and survive a clean close.
+			later := enqueue(t, db, "in", "later")
+			db = reopen(t, db, dir)
+			if got, _, err := db.Get(later); err != nil || got.State != Pending {
+				t.Errorf("event enqueued after the replay: %+v, %v", got, err)
+			}
+			if n := db.Pending("in"); n != 3 {
+				t.Errorf("Pending = %d, want 3", n)
+			}
+		})
+	}
+}
+
+// A power cut can leave a record torn, one whose sync never returned, so
+// neither acknowledged nor applied; segments reused after a checkpoint hold
+// records of their earlier use past their end. Replay stops at either.
+// Badger's files are put back as they were at the last checkpoint, so what
+// came after it is restored from the journal alone.
+func TestJournalTornAndReusedSegments(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir)
+	saved := keepAtCheckpoints(t, db, dir)
+	// Six events a segment. Each full one starts a checkpoint, which frees
+	// the segments before it for reuse; the test checkpoints as well, so
+	// that a slow checkpointer does not leave every segment new.
+	db.journal.segmentSize = 8 << 10
+	var ids []string
+	for i := range 57 {
+		ids = append(ids, enqueue(t, db, "in", strings.Repeat(string(rune('a'+i%26)), 1000)))
+		if i%6 == 5 {
+			if err := db.checkpoint(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	crash(t, db)
+	removeBadgerFiles(t, dir)
+	copyBadgerFiles(t, saved, dir)
+
+	segs, _ := filepath.Glob(filepath.Join(dir, journalDir, "*"+segmentExt))
+	stale := 0
+	for _, path := range segs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end, last := validRecords(data, seqOf(t, path))
+		if earlierUse(data[end:], seqOf(t, path)) {
+			stale++
+		}
+		if path == segs[len(segs)-1] {
+			// A torn record after the newest: its header and half its entries.
+			rec := appendEntry(newRecord(nil), entrySet, []byte("k"), []byte(strings.Repeat("v", 100)), 0)
+			sealRecord(rec, seqOf(t, path), last+1)
+			if err := os.WriteFile(path, append(data[:end], rec[:len(rec)/2]...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if stale == 0 {
+		t.Error("no segment on disk was reused: none holds an earlier use's records past its end")
+	}
+
+	db = openDir(t, dir)
+	for i, id := range ids {
+		if got, _, err := db.Get(id); err != nil || got.State != Pending {
+			t.Fatalf("event %d after the crash: %v", i, err)
+		}
+	}
+	if n := db.Pending("in"); n != len(ids) {
+		t.Errorf("Pending = %d, want %d", n, len(ids))
+	}
+	// The writer goes on in a new segment, not after the torn record.
+	later := enqueue(t, db, "in", "later")
+	crash(t, db)
+	db = openDir(t, dir)
+	if got, _, err := db.Get(later); err != nil || got.State != Pending {
+		t.Errorf("event enqueued after the replay, after another crash: %v", err)
+	}
+}
+
+// earlierUse tells whether b starts with a whole record of a segment other
+// than seq.
+func earlierUse(b []byte, seq uint64) bool {
+	if len(b) < recordHeader {
+		return false
+	}
+	other := binary.LittleEndian.Uint64(b[8:16])
+	_, _, _, ok := decodeRecord(b, other)
+	return ok && other != seq
+}
+
+// validRecords returns where the valid records of a segment end, and the
+// version of the last.
+func validRecords(data []byte, seq uint64) (end int, last uint64) {
+	for {
+		version, _, n, ok := decodeRecord(data[end:], seq)
+		if !ok {
+			return end, last
+		}
+		end, last = end+n, version
+	}
+}
+
+func seqOf(t *testing.T, path string) uint64 {
+	t.Helper()
+	seq, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), segmentExt), 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// A journal sync that fails fails that enqueue and every write after it,
+// even once syncs work again: the kernel may have dropped the pages it
+// could not write. What is stored stays readable, and the journal stays
+// whole for the next Open.
+func TestJournalSyncFailureFailsTheStore(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir)
+	kept := enqueue(t, db, "in", strings.Repeat("a", 2*valueThreshold))
+
+	db.journal.datasync = func(*os.File) error { return errors.New("input/output error") }
+	body := []byte(strings.Repeat("b", 2*valueThreshold))
+	_, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
+	if !errors.Is(err, errJournal) {
+		t.Fatalf("Enqueue during a failed sync = %v, want %v", err, errJournal)
+	}
+	db.journal.datasync = datasync
+
+	_, _, err = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
+	if !errors.Is(err, errJournal) {
+		t.Errorf("Enqueue after a failed sync = %v, want %v", err, errJournal)
+	}
+	e, _, err := db.Get(kept)
+	if err != nil || !bytes.Equal(e.Body, []byte(strings.Repeat("a", 2*valueThreshold))) {
+		t.Fatalf("Get of an event stored before the failure: %v", err)
+	}
+	if err := db.checkpoint(); !errors.Is(err, errJournal) {
+		t.Errorf("checkpoint of a failed store = %v, want the failure", err)
+	}
+	if err := db.Close(); err == nil {
+		t.Error("Close of a failed store reported no error")
+	}
+	db = openDir(t, dir)
+	if e, _, err := db.Get(kept); err != nil || e.State != Pending {
+		t.Errorf("after reopening: %v", err)
+	}
+	if _, err := readCheckpoint(filepath.Join(dir, journalDir, checkpointFile)); err != nil {
+		t.Error(err)
+	}
+}
+
+// A corrupt checkpoint file is an error at Open, not a silent replay of
+// everything: commits below it must not be applied again.
+func TestCorruptCheckpointIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir)
+	enqueue(t, db, "in", "x")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, journalDir, checkpointFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 1
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if db, err := Open(dir, Options{}); err == nil {
+		db.Close()
+		t.Fatal("Open with a corrupt checkpoint succeeded")
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("checkpoint removed")
+	}
+}
+
+// Records and their entries round-trip, and any bytes decode to a clean
+// stop or error, never a panic or a read out of bounds.
+func FuzzJournalRecord(f *testing.F) {
+	rec := newRecord(nil)
+	rec = appendEntry(rec, entrySet, []byte("k1"), []byte("v1"), 0)
+	rec = appendEntry(rec, entryExpire, []byte("k2"), []byte("v2"), 1700000000)
+	rec = appendEntry(rec, entryDelete, []byte("k3"), nil, 0)
+	sealRecord(rec, 7, 42)
+	f.Add(rec, uint64(7), []byte("key"), []byte("value"))
+	f.Add(rec[:len(rec)-1], uint64(7), []byte{}, []byte{})
+	f.Add([]byte{}, uint64(0), []byte{0}, []byte{0xff})
+	f.Fuzz(func(t *testing.T, b []byte, seq uint64, key, value []byte) {
+		if version, entries, n, ok := decodeRecord(b, seq); ok {
+			if n > len(b) || len(entries) > n {
+				t.Fatalf("record of %d bytes read from %d", n, len(b))
+			}
+			_ = version
+			_ = decodeEntries(entries, func(byte, []byte, []byte, uint64) error { return nil })
+		}
+		_ = decodeEntries(b, func(byte, []byte, []byte, uint64) error { return nil })
+
+		rec := newRecord(nil)
+		rec = appendEntry(rec, entryExpire, key, value, seq)
+		rec = appendEntry(rec, entryDelete, value, nil, 0)
+		sealRecord(rec, seq, seq+1)
+		version, entries, n, ok := decodeRecord(append(rec, b...), seq)
+		if !ok || version != seq+1 || n != len(rec) {
+			t.Fatalf("record did not round-trip: %v %d %d", ok, version, n)
+		}
+		var got [][]byte
+		err := decodeEntries(entries, func(kind byte, k, v []byte, expiresAt uint64) error {
+			got = append(got, []byte{kind}, k, v)
+			if kind == entryExpire && expiresAt != seq {
+				t.Errorf("expiry %d, want %d", expiresAt, seq)
+			}
+			return nil
+		})
+		want := [][]byte{{entryExpire}, key, value, {entryDelete}, value, nil}
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("entries: %v, %d fields", err, len(got))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("field %d = %q, want %q", i, got[i], want[i])
+			}
+		}
+	})
+}
