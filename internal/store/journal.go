@@ -64,9 +64,13 @@ const (
 	entryDelete = 3
 )
 
-// errJournal marks a failed write or sync of the journal; the store then
-// refuses every write until it is opened again.
-var errJournal = errors.New("the inbox journal could not be written to disk: the store refuses writes until Caddy is restarted")
+// errJournal marks a failed sync of the journal or of Badger's files; the
+// store then refuses every write until it is opened again.
+var errJournal = errors.New("the inbox journal could not be synced to disk: the store refuses writes until Caddy is restarted")
+
+// errJournalWrite marks a failed write of a journal record (a full disk,
+// say): that commit fails, and the store goes on.
+var errJournalWrite = errors.New("the inbox journal could not be written")
 
 type segment struct {
 	seq  uint64
@@ -266,17 +270,23 @@ func decodeEntries(entries []byte, fn func(kind byte, key, value []byte, expires
 }
 
 // append writes rec (made with newRecord and appendEntry) as the record of
-// version and syncs it. Only the writer calls it. An error leaves the
-// journal unusable.
+// version and syncs it. Only the writer calls it. A failed write fails this
+// commit only (errJournalWrite): the segment is retired and the next record
+// starts a new one. A failed sync is errJournal: the store must stop.
 func (j *journal) append(version uint64, rec []byte) error {
 	if j.cur == nil || j.curOff > 0 && j.curOff+int64(len(rec)) > j.segmentSize {
 		if err := j.rotate(); err != nil {
-			return err
+			return fmt.Errorf("%w: %v", errJournalWrite, err)
 		}
 	}
 	sealRecord(rec, j.curSeg.seq, version)
 	if _, err := j.cur.WriteAt(rec, j.curOff); err != nil {
-		return fmt.Errorf("%w: %v", errJournal, err)
+		// Whatever part of rec reached the file ends the segment for
+		// replay: it fails its checksum.
+		j.mu.Lock()
+		j.retire()
+		j.mu.Unlock()
+		return fmt.Errorf("%w: %v", errJournalWrite, err)
 	}
 	if err := j.datasync(j.cur); err != nil {
 		return fmt.Errorf("%w: %v", errJournal, err)
@@ -286,6 +296,18 @@ func (j *journal) append(version uint64, rec []byte) error {
 	return nil
 }
 
+// retire closes the open segment; every record in it was synced. Callers
+// hold j.mu.
+func (j *journal) retire() {
+	j.cur.Close() // nothing is left to write: an error here changes nothing
+	j.closed = append(j.closed, j.curSeg)
+	j.cur = nil
+	select {
+	case j.rotated <- struct{}{}:
+	default:
+	}
+}
+
 // rotate closes the open segment and opens the next: a checkpointed one
 // renamed, or a new file.
 func (j *journal) rotate() error {
@@ -293,15 +315,7 @@ func (j *journal) rotate() error {
 	defer j.mu.Unlock()
 	next := uint64(1)
 	if j.cur != nil {
-		if err := j.cur.Close(); err != nil {
-			return fmt.Errorf("%w: %v", errJournal, err)
-		}
-		j.closed = append(j.closed, j.curSeg)
-		j.cur = nil
-		select {
-		case j.rotated <- struct{}{}:
-		default:
-		}
+		j.retire()
 	}
 	if n := len(j.closed); n > 0 {
 		next = j.closed[n-1].seq + 1
@@ -309,7 +323,7 @@ func (j *journal) rotate() error {
 	s := segment{seq: next, path: filepath.Join(j.dir, fmt.Sprintf("%016x%s", next, segmentExt))}
 	if n := len(j.free); n > 0 {
 		if err := os.Rename(j.free[n-1], s.path); err != nil {
-			return fmt.Errorf("%w: %v", errJournal, err)
+			return err
 		}
 		j.free = j.free[:n-1]
 	}
@@ -323,7 +337,7 @@ func (j *journal) rotate() error {
 		if f != nil {
 			f.Close()
 		}
-		return fmt.Errorf("%w: %v", errJournal, err)
+		return err
 	}
 	j.cur, j.curSeg, j.curOff = f, s, 0
 	return nil

@@ -294,6 +294,34 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 	}
 }
 
+// A journal write that fails (a full disk, say) fails that commit only:
+// the segment is retired, the next commit starts a new one, and both
+// segments replay.
+func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
+	dir := t.TempDir()
+	db := openDir(t, dir)
+	saved := keepAtCheckpoints(t, db, dir)
+	before := enqueue(t, db, "in", "before")
+	db.journal.cur.Close() // the next write fails
+	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("lost")}, 0); !errors.Is(err, errJournalWrite) {
+		t.Fatalf("Enqueue with a failing journal write = %v, want %v", err, errJournalWrite)
+	}
+	after := enqueue(t, db, "in", "after")
+	crash(t, db)
+	removeBadgerFiles(t, dir)
+	copyBadgerFiles(t, saved, dir)
+
+	db = openDir(t, dir)
+	for _, id := range []string{before, after} {
+		if e, _, err := db.Get(id); err != nil || e.State != Pending {
+			t.Errorf("event %s after a crash: %v", id, err)
+		}
+	}
+	if n := db.Pending("in"); n != 2 {
+		t.Errorf("Pending = %d, want 2", n)
+	}
+}
+
 // A corrupt checkpoint file is an error at Open, not a silent replay of
 // everything: commits below it must not be applied again.
 func TestCorruptCheckpointIsAnError(t *testing.T) {

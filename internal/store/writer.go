@@ -29,6 +29,10 @@ const (
 	gatherFor  = 500 * time.Microsecond
 )
 
+// errApply: a commit whose journal record is synced could not be applied
+// to Badger.
+var errApply = errors.New("a stored commit could not be applied: the store refuses writes until Caddy is restarted")
+
 // op is one mutation waiting for the writer.
 type op struct {
 	// apply writes the op into b. It may run more than once (when a batch is
@@ -273,14 +277,18 @@ func (db *DB) commit(ops []*op) int {
 	}
 	if err == nil {
 		// The journal first: once it is synced the commit survives a
-		// crash, whatever Badger had written. A failure after the record
-		// may be on disk fails the store; its version is not reused.
+		// crash, whatever Badger had written. A failed write fails this
+		// commit; a failed sync, or a synced commit Badger cannot apply
+		// (the next Open would), fails the store. A version is not
+		// reused.
 		db.lastTs++
 		err = db.journal.append(db.lastTs, b.record)
 		if err == nil {
-			err = b.txn.CommitAt(db.lastTs, nil)
+			if cerr := b.txn.CommitAt(db.lastTs, nil); cerr != nil {
+				err = fmt.Errorf("%w: %v", errApply, cerr)
+			}
 		}
-		if err != nil {
+		if errors.Is(err, errJournal) || errors.Is(err, errApply) {
 			db.fail(err)
 		}
 		db.record = b.record[:0]
