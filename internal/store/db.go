@@ -2,8 +2,8 @@
 // embedded Badger database. It is the only package that imports Badger.
 //
 // Every mutation goes through one writer goroutine that commits concurrent
-// requests together (group commit, one journal sync per batch, see
-// journal.go); reads (Claim, Get,
+// requests together (group commit): one record in the store's journal, one
+// fdatasync, then one Badger transaction (journal.go). Reads (Claim, Get,
 // List) run on Badger snapshots. Leases of events being delivered live in
 // memory only, so after a crash an event in flight is simply due again.
 package store

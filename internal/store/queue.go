@@ -15,7 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
-// Enqueue stores e durably (fsync'd before it returns) as pending, due at
+// Enqueue stores e durably (synced to disk before it returns) as pending, due at
 // once, assigning e.ID (a ULID: ids sort by arrival) and ReceivedAt if zero.
 // If e.DedupeKey != "" and an event with the same (inbox, key) was stored
 // within dedupeWindow (> 0), it stores nothing and returns that event's id

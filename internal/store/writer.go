@@ -11,10 +11,10 @@ import (
 )
 
 // Group commit. One goroutine owns every mutation: it takes the first queued
-// op, drains whatever else is queued, applies them all in one transaction and
-// commits it with one fsync, then answers each caller. Under load, many
-// enqueues share a commit; alone, an enqueue waits for one fsync, as it would
-// anyway. A single writer also makes read-check-write sequences (dedupe,
+// op, drains whatever else is queued, applies them all in one transaction,
+// writes that as one journal record and syncs it, commits the transaction,
+// then answers each caller. Under load, many enqueues share a sync; alone,
+// an enqueue waits for one, as it would anyway. A single writer also makes read-check-write sequences (dedupe,
 // counters, index moves) atomic without conflict detection.
 
 const (
