@@ -264,17 +264,9 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 // Close stops the writer and the janitor and closes the database. Calls
 // made after Close fail.
 func (db *DB) Close() error {
-	db.closeMu.Lock()
-	if db.closed {
-		db.closeMu.Unlock()
+	if !db.stopGoroutines() {
 		return nil
 	}
-	db.closed = true
-	close(db.ops)
-	close(db.stop)
-	db.closeMu.Unlock()
-	db.writerWG.Wait()
-	db.bgWG.Wait()
 	// A failed store leaves its journal whole, for the next Open.
 	err := db.checkpoint()
 	err = errors.Join(err, db.journal.close(), db.bdb.Close())
@@ -282,6 +274,24 @@ func (db *DB) Close() error {
 		return fmt.Errorf("closing inbox store %s: %w", db.dir, err)
 	}
 	return nil
+}
+
+// stopGoroutines refuses new calls and waits for the writer (which commits
+// what was queued) and the background goroutines to end. It returns false
+// if the store was already closed.
+func (db *DB) stopGoroutines() bool {
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return false
+	}
+	db.closed = true
+	close(db.ops)
+	close(db.stop)
+	db.closeMu.Unlock()
+	db.writerWG.Wait()
+	db.bgWG.Wait()
+	return true
 }
 
 // SetRetention changes how long finished events are kept, e.g. on a config reload.
