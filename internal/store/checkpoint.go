@@ -53,7 +53,7 @@ func (db *DB) checkpoint() error {
 		err = db.journal.checkpoint(version)
 	}
 	if err != nil {
-		err = fmt.Errorf("%w: checkpoint: %v", errJournal, err)
+		err = fmt.Errorf("%w: checkpoint: %v", errSyncFailed, err)
 		db.fail(err)
 		return err
 	}

@@ -97,8 +97,9 @@ type DB struct {
 	beforeCommit func() error
 	// afterCheckpoint, if set (tests), runs after each checkpoint.
 	afterCheckpoint func()
-	// failed is set when a write or sync of the journal or a checkpoint
-	// failed: every later write fails with it.
+	// failed is set when a sync of the journal or of Badger's files failed,
+	// or a synced commit could not be applied: every later write fails
+	// with it.
 	failed atomic.Pointer[error]
 	// splits counts batches split because Badger found them too big.
 	splits atomic.Int64

@@ -20,9 +20,9 @@ import (
 //
 // Why not Badger's own sync: Badger writes its write-ahead log and value log
 // through memory-mapped files it creates sparse, and syncs each with an
-// msync of the whole mapping. Each such sync allocates blocks, commits the
-// file system's journal and write-protects the pages again: about 280 µs of
-// CPU, twice per commit (log and value log). A write into a file that is
+// msync of the whole mapping. Each such sync allocates blocks and
+// write-protects the written pages again: about 280 µs of CPU, twice per
+// commit (log and value log). A write into a file that is
 // already allocated and an fdatasync cost about 90 µs (measured on the
 // project's 2-core machine, ext4). With Badger's syncs, ingest ran at about
 // half the rate it reaches without them.
@@ -64,9 +64,9 @@ const (
 	entryDelete = 3
 )
 
-// errJournal marks a failed sync of the journal or of Badger's files; the
+// errSyncFailed marks a failed sync of the journal or of Badger's files; the
 // store then refuses every write until it is opened again.
-var errJournal = errors.New("the inbox journal could not be synced to disk: the store refuses writes until Caddy is restarted")
+var errSyncFailed = errors.New("the inbox store could not sync its files to disk: it refuses writes until Caddy is restarted")
 
 // errJournalWrite marks a failed write of a journal record (a full disk,
 // say): that commit fails, and the store goes on.
@@ -272,7 +272,7 @@ func decodeEntries(entries []byte, fn func(kind byte, key, value []byte, expires
 // append writes rec (made with newRecord and appendEntry) as the record of
 // version and syncs it. Only the writer calls it. A failed write fails this
 // commit only (errJournalWrite): the segment is retired and the next record
-// starts a new one. A failed sync is errJournal: the store must stop.
+// starts a new one. A failed sync is errSyncFailed: the store must stop.
 func (j *journal) append(version uint64, rec []byte) error {
 	if j.cur == nil || j.curOff > 0 && j.curOff+int64(len(rec)) > j.segmentSize {
 		if err := j.rotate(); err != nil {
@@ -289,7 +289,7 @@ func (j *journal) append(version uint64, rec []byte) error {
 		return fmt.Errorf("%w: %v", errJournalWrite, err)
 	}
 	if err := j.datasync(j.cur); err != nil {
-		return fmt.Errorf("%w: %v", errJournal, err)
+		return fmt.Errorf("%w: %v", errSyncFailed, err)
 	}
 	j.curOff += int64(len(rec))
 	j.curSeg.last = version

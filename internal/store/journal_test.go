@@ -268,20 +268,20 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 	db.journal.datasync = func(*os.File) error { return errors.New("input/output error") }
 	body := []byte(strings.Repeat("b", 2*valueThreshold))
 	_, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
-	if !errors.Is(err, errJournal) {
-		t.Fatalf("Enqueue during a failed sync = %v, want %v", err, errJournal)
+	if !errors.Is(err, errSyncFailed) {
+		t.Fatalf("Enqueue during a failed sync = %v, want %v", err, errSyncFailed)
 	}
 	db.journal.datasync = datasync
 
 	_, _, err = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
-	if !errors.Is(err, errJournal) {
-		t.Errorf("Enqueue after a failed sync = %v, want %v", err, errJournal)
+	if !errors.Is(err, errSyncFailed) {
+		t.Errorf("Enqueue after a failed sync = %v, want %v", err, errSyncFailed)
 	}
 	e, _, err := db.Get(kept)
 	if err != nil || !bytes.Equal(e.Body, []byte(strings.Repeat("a", 2*valueThreshold))) {
 		t.Fatalf("Get of an event stored before the failure: %v", err)
 	}
-	if err := db.checkpoint(); !errors.Is(err, errJournal) {
+	if err := db.checkpoint(); !errors.Is(err, errSyncFailed) {
 		t.Errorf("checkpoint of a failed store = %v, want the failure", err)
 	}
 	if err := db.Close(); err == nil {

@@ -152,6 +152,6 @@ func (db *DB) collectGarbage() {
 		break
 	}
 	if err := syncBadgerFiles(db.dir); err != nil {
-		db.fail(fmt.Errorf("%w: after value log garbage collection: %v", errJournal, err))
+		db.fail(fmt.Errorf("%w: after value log garbage collection: %v", errSyncFailed, err))
 	}
 }

@@ -14,8 +14,9 @@ import (
 // op, drains whatever else is queued, applies them all in one transaction,
 // writes that as one journal record and syncs it, commits the transaction,
 // then answers each caller. Under load, many enqueues share a sync; alone,
-// an enqueue waits for one, as it would anyway. A single writer also makes read-check-write sequences (dedupe,
-// counters, index moves) atomic without conflict detection.
+// an enqueue waits for one, as it would anyway. A single writer also makes
+// read-check-write sequences (dedupe, counters, index moves) atomic without
+// conflict detection.
 
 const (
 	// maxBatchOps and maxBatchBytes bound one commit, so that no caller waits
@@ -288,7 +289,7 @@ func (db *DB) commit(ops []*op) int {
 				err = fmt.Errorf("%w: %v", errApply, cerr)
 			}
 		}
-		if errors.Is(err, errJournal) || errors.Is(err, errApply) {
+		if errors.Is(err, errSyncFailed) || errors.Is(err, errApply) {
 			db.fail(err)
 		}
 		db.record = b.record[:0]
