@@ -256,14 +256,14 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 		// compactions, which then move only keys and small records. Kept
 		// inline, bodies made compactions rewrite every byte of a backlog
 		// several times, which cost a third more CPU per event and held
-		// 850 MB of Go heap while a million events were written. A failed
-		// value-log sync is caught in sync.go.
+		// 850 MB of Go heap while a million events were written. The value
+		// log is synced by checkpoints (checkpoint.go).
 		WithValueThreshold(valueThreshold).
 		WithMetricsEnabled(false)
 }
 
-// Close stops the writer and the janitor and closes the database. Calls
-// made after Close fail.
+// Close stops the writer and the background goroutines, checkpoints, and
+// closes the journal and the database. Calls made after Close fail.
 func (db *DB) Close() error {
 	if !db.stopGoroutines() {
 		return nil
