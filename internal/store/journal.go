@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,9 +28,10 @@ import (
 // project's 2-core machine, ext4). With Badger's syncs, ingest ran at about
 // half the rate it reaches without them.
 //
-// Checkpoints: every few segments (and at Close) the store syncs Badger's
-// files and records, in the checkpoint file, the version up to which Badger
-// holds every commit on disk; segments wholly at or below it are reused.
+// Checkpoints: after each full segment, every 30 s and at Close, the store
+// syncs Badger's files and records, in the checkpoint file, the version up
+// to which Badger holds every commit on disk; segments wholly at or below it
+// are reused.
 // On Open, the commits after the checkpoint are applied again, in order, at
 // their own versions: a commit Badger already has is written over with the
 // same keys and values, one it lost (a power cut before its pages reached
@@ -118,28 +120,24 @@ func openJournal(dir string) (*journal, error) {
 		return nil, err
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, segmentExt) {
-			continue
+		if seq, ok := segmentSeq(e.Name()); ok {
+			j.closed = append(j.closed, segment{seq: seq, path: filepath.Join(dir, e.Name())})
 		}
-		seq, err := strconv.ParseUint(strings.TrimSuffix(name, segmentExt), 16, 64)
-		if err != nil {
-			continue
-		}
-		j.closed = append(j.closed, segment{seq: seq, path: filepath.Join(dir, name)})
 	}
-	slices.SortFunc(j.closed, func(a, b segment) int { return cmpUint(a.seq, b.seq) })
+	slices.SortFunc(j.closed, func(a, b segment) int { return cmp.Compare(a.seq, b.seq) })
 	return j, nil
 }
 
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// segmentName and segmentSeq map a segment number to its file name and back.
+func segmentName(seq uint64) string { return fmt.Sprintf("%016x%s", seq, segmentExt) }
+
+func segmentSeq(name string) (uint64, bool) {
+	hex, ok := strings.CutSuffix(name, segmentExt)
+	if !ok {
+		return 0, false
 	}
-	return 0
+	seq, err := strconv.ParseUint(hex, 16, 64)
+	return seq, err == nil
 }
 
 // replay calls apply for each record after the checkpoint, oldest first, and
@@ -196,7 +194,8 @@ func decodeRecord(b []byte, seq uint64) (version uint64, entries []byte, n int, 
 
 // newRecord returns buf emptied, with room for a record header.
 func newRecord(buf []byte) []byte {
-	return append(buf[:0], make([]byte, recordHeader)...)
+	var header [recordHeader]byte
+	return append(buf[:0], header[:]...)
 }
 
 // appendEntry adds one write to a record.
@@ -320,7 +319,7 @@ func (j *journal) rotate() error {
 	if n := len(j.closed); n > 0 {
 		next = j.closed[n-1].seq + 1
 	}
-	s := segment{seq: next, path: filepath.Join(j.dir, fmt.Sprintf("%016x%s", next, segmentExt))}
+	s := segment{seq: next, path: filepath.Join(j.dir, segmentName(next))}
 	if n := len(j.free); n > 0 {
 		if err := os.Rename(j.free[n-1], s.path); err != nil {
 			return err

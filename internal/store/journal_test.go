@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +37,9 @@ func powerCut(t *testing.T, db *DB, dir, saved string) {
 // keepAtCheckpoints keeps a copy of Badger's files (not the journal) in a
 // directory it returns, taken at each checkpoint: what a power cut could
 // leave of them, as Badger syncs nothing between checkpoints.
+//
+// The copy runs on the checkpointer's goroutine, so it reports with
+// t.Error, never t.Fatal.
 func keepAtCheckpoints(t *testing.T, db *DB, dir string) string {
 	saved := t.TempDir()
 	db.afterCheckpoint = func() {
@@ -49,49 +51,39 @@ func keepAtCheckpoints(t *testing.T, db *DB, dir string) string {
 
 // copyBadgerFiles copies Badger's files (not the journal) from dir to to.
 func copyBadgerFiles(t *testing.T, dir, to string) {
-	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	for _, e := range entries {
 		if e.IsDir() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(to, e.Name()), b, 0o600)
 		}
-		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
+		if err != nil {
+			t.Error(err)
 		}
 	}
 }
 
 // removeBadgerFiles removes Badger's files (not the journal) from dir.
 func removeBadgerFiles(t *testing.T, dir string) {
-	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	for _, e := range entries {
 		if !e.IsDir() {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				t.Fatal(err)
+				t.Error(err)
 			}
 		}
 	}
-}
-
-func openDir(t *testing.T, dir string) *DB {
-	t.Helper()
-	db, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
 }
 
 // After a crash the journal restores what Badger had not synced: here, as
@@ -106,8 +98,7 @@ func TestJournalRestoresCommitsAfterTheCheckpoint(t *testing.T) {
 			name = "badger lost its writes since the checkpoint"
 		}
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			db := openDir(t, dir)
+			db, dir := openTest(t)
 			saved := keepAtCheckpoints(t, db, dir)
 			big := strings.Repeat("d", 2*valueThreshold) // in Badger's value log
 			delivered := enqueue(t, db, "in", big)
@@ -129,7 +120,7 @@ func TestJournalRestoresCommitsAfterTheCheckpoint(t *testing.T) {
 				crash(t, db)
 			}
 
-			db = openDir(t, dir)
+			db = openAt(t, dir)
 			got, attempts, err := db.Get(delivered)
 			if err != nil || got.State != Delivered || len(attempts) != 1 || string(got.Body) != big {
 				t.Errorf("delivered event after the crash: %+v, %d attempts, %v", got, len(attempts), err)
@@ -164,8 +155,7 @@ func TestJournalRestoresCommitsAfterTheCheckpoint(t *testing.T) {
 // Badger's files are put back as they were at the last checkpoint, so what
 // came after it is restored from the journal alone.
 func TestJournalTornAndReusedSegments(t *testing.T) {
-	dir := t.TempDir()
-	db := openDir(t, dir)
+	db, dir := openTest(t)
 	saved := keepAtCheckpoints(t, db, dir)
 	// Six events a segment. Each full one starts a checkpoint, which frees
 	// the segments before it for reuse; the test checkpoints as well, so
@@ -206,7 +196,7 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 		t.Error("no segment on disk was reused: none holds an earlier use's records past its end")
 	}
 
-	db = openDir(t, dir)
+	db = openAt(t, dir)
 	for i, id := range ids {
 		if got, _, err := db.Get(id); err != nil || got.State != Pending {
 			t.Fatalf("event %d after the crash: %v", i, err)
@@ -218,7 +208,7 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 	// The writer goes on in a new segment, not after the torn record.
 	later := enqueue(t, db, "in", "later")
 	crash(t, db)
-	db = openDir(t, dir)
+	db = openAt(t, dir)
 	if got, _, err := db.Get(later); err != nil || got.State != Pending {
 		t.Errorf("event enqueued after the replay, after another crash: %v", err)
 	}
@@ -249,9 +239,9 @@ func validRecords(data []byte, seq uint64) (end int, last uint64) {
 
 func seqOf(t *testing.T, path string) uint64 {
 	t.Helper()
-	seq, err := strconv.ParseUint(strings.TrimSuffix(filepath.Base(path), segmentExt), 16, 64)
-	if err != nil {
-		t.Fatal(err)
+	seq, ok := segmentSeq(filepath.Base(path))
+	if !ok {
+		t.Fatalf("%s is not a segment", path)
 	}
 	return seq
 }
@@ -261,8 +251,7 @@ func seqOf(t *testing.T, path string) uint64 {
 // could not write. What is stored stays readable, and the journal stays
 // whole for the next Open.
 func TestJournalSyncFailureFailsTheStore(t *testing.T) {
-	dir := t.TempDir()
-	db := openDir(t, dir)
+	db, dir := openTest(t)
 	kept := enqueue(t, db, "in", strings.Repeat("a", 2*valueThreshold))
 
 	db.journal.datasync = func(*os.File) error { return errors.New("input/output error") }
@@ -287,7 +276,7 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 	if err := db.Close(); err == nil {
 		t.Error("Close of a failed store reported no error")
 	}
-	db = openDir(t, dir)
+	db = openAt(t, dir)
 	if e, _, err := db.Get(kept); err != nil || e.State != Pending {
 		t.Errorf("after reopening: %v", err)
 	}
@@ -297,11 +286,10 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 }
 
 // A journal write that fails (a full disk, say) fails that commit only:
-// the segment is retired, the next commit starts a new one, and both
-// segments replay.
+// the segment is retired, the next commit starts a new one, and what the
+// journal holds after the last checkpoint replays across the two.
 func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
-	dir := t.TempDir()
-	db := openDir(t, dir)
+	db, dir := openTest(t)
 	saved := keepAtCheckpoints(t, db, dir)
 	before := enqueue(t, db, "in", "before")
 	db.journal.cur.Close() // the next write fails
@@ -311,7 +299,7 @@ func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
 	after := enqueue(t, db, "in", "after")
 	powerCut(t, db, dir, saved)
 
-	db = openDir(t, dir)
+	db = openAt(t, dir)
 	for _, id := range []string{before, after} {
 		if e, _, err := db.Get(id); err != nil || e.State != Pending {
 			t.Errorf("event %s after a crash: %v", id, err)
@@ -325,8 +313,7 @@ func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
 // A corrupt checkpoint file is an error at Open, not a silent replay of
 // everything: commits below it must not be applied again.
 func TestCorruptCheckpointIsAnError(t *testing.T) {
-	dir := t.TempDir()
-	db := openDir(t, dir)
+	db, dir := openTest(t)
 	enqueue(t, db, "in", "x")
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

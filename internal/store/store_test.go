@@ -18,12 +18,18 @@ import (
 func openTest(t testing.TB) (*DB, string) {
 	t.Helper()
 	dir := t.TempDir()
+	return openAt(t, dir), dir
+}
+
+// openAt opens the store in dir, closed at the end of the test.
+func openAt(t testing.TB, dir string) *DB {
+	t.Helper()
 	db, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return db, dir
+	return db
 }
 
 func reopen(t *testing.T, db *DB, dir string) *DB {
@@ -31,12 +37,7 @@ func reopen(t *testing.T, db *DB, dir string) *DB {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db2, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db2.Close() })
-	return db2
+	return openAt(t, dir)
 }
 
 func enqueue(t testing.TB, db *DB, inbox, body string) string {
