@@ -35,7 +35,8 @@ func (db *DB) checkpointer() {
 }
 
 // checkpoint syncs Badger's files and records that every commit finished so
-// far is on disk in Badger, which frees the journal segments before it.
+// far is on disk in Badger, which frees the journal segments before it that
+// hold no stored request.
 // A failed sync fails the store: the kernel may have dropped the pages it
 // could not write, so the journal is kept whole for the next Open.
 func (db *DB) checkpoint() error {
@@ -50,7 +51,7 @@ func (db *DB) checkpoint() error {
 	}
 	err := syncBadgerFiles(db.dir)
 	if err == nil {
-		err = db.journal.checkpoint(version)
+		err = db.journal.checkpoint(version, db.holdsRequests)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w: checkpoint: %v", errSyncFailed, err)
@@ -101,7 +102,10 @@ func replayJournal(bdb *badger.DB, j *journal) (last uint64, applied int, err er
 		txn := bdb.NewTransactionAt(version, true)
 		defer txn.Discard()
 		err := decodeEntries(entries, func(kind byte, key, value []byte, expiresAt uint64) error {
-			if kind == entryDelete {
+			switch kind {
+			case entryRequest:
+				return nil // a b/ key of the same record points at it
+			case entryDelete:
 				return txn.Delete(key)
 			}
 			e := badger.NewEntry(key, value)

@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -108,6 +109,9 @@ type DB struct {
 	// counts is the persisted count per inbox and stored state (a leased
 	// event counts as pending). Only the writer changes it, after a commit.
 	counts map[string]*[len(storedStates)]int
+	// live is the persisted count of stored request bytes per journal
+	// segment (requests.go); only the writer changes it, after a commit.
+	live map[uint64]int64
 	// leases: event id -> inbox, for events being delivered.
 	leases map[string]string
 	// leased: inbox -> number of leases.
@@ -160,6 +164,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		ops:          make(chan *op, 4096),
 		stop:         make(chan struct{}),
 		counts:       make(map[string]*[len(storedStates)]int),
+		live:         make(map[uint64]int64),
 		leases:       make(map[string]string),
 		leased:       make(map[string]int),
 		wakes:        make(map[string]chan struct{}),
@@ -195,8 +200,10 @@ func openAndReplay(bdb *badger.DB, dir string, logger *zap.Logger) (*journal, ui
 	if err == nil && applied > 0 {
 		logger.Info("inbox store: applied the journal again after an unclean stop",
 			zap.String("dir", dir), zap.Int("commits", applied))
+		// Which segments hold requests is not loaded yet: free none.
+		holdsAll := func(uint64) bool { return true }
 		if err = syncBadgerFiles(dir); err == nil {
-			err = j.checkpoint(last)
+			err = j.checkpoint(last, holdsAll)
 		}
 	}
 	if err != nil {
@@ -251,12 +258,9 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 		WithCompression(options.Snappy).
 		WithBlockCacheSize(blockCache).
 		WithIndexCacheSize(16 << 20).
-		// Values from 512 bytes (bodies, in practice) go to the value log
-		// and the tree keeps a pointer: written once, never rewritten by
-		// compactions, which then move only keys and small records. Kept
-		// inline, bodies made compactions rewrite every byte of a backlog
-		// several times, which cost a third more CPU per event and held
-		// 850 MB of Go heap while a million events were written. The value
+		// Values from 512 bytes (a long attempt record, in practice:
+		// requests stay in the journal) go to the value log and the tree
+		// keeps a pointer, so compactions do not rewrite them. The value
 		// log is synced by checkpoints (checkpoint.go).
 		WithValueThreshold(valueThreshold).
 		WithMetricsEnabled(false)
@@ -300,6 +304,29 @@ func (db *DB) SetRetention(d time.Duration) { db.retention.Store(int64(d)) }
 
 // loadCounts reads the persisted counters into memory.
 func (db *DB) loadCounts() error {
+	err := db.view(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: livePrefix(), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != 10 {
+				continue
+			}
+			err := item.Value(func(v []byte) error {
+				n, err := decodeCount(v)
+				db.live[binary.BigEndian.Uint64(k[2:])] = int64(n)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("reading the request bytes of a journal segment: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	return db.view(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: countPrefix(), PrefetchValues: false})
 		defer it.Close()

@@ -22,7 +22,7 @@ func (db *DB) Get(id string) (*Event, []Attempt, error) {
 		if e, err = readMeta(txn, id); err != nil {
 			return err
 		}
-		if err := readRequest(txn, e); err != nil {
+		if err := db.readRequest(txn, e); err != nil {
 			return err
 		}
 		prefix := attemptPrefix(id)

@@ -28,10 +28,15 @@ import (
 // project's 2-core machine, ext4). With Badger's syncs, ingest ran at about
 // half the rate it reaches without them.
 //
+// The journal is also where requests (headers and body) stay: Badger keeps
+// only where each one is (requests.go), so a body is written and synced
+// once, and read back with pread, never through a memory map.
+//
 // Checkpoints: after each full segment, every 30 s and at Close, the store
 // syncs Badger's files and records, in the checkpoint file, the version up
-// to which Badger holds every commit on disk; segments wholly at or below it
-// are reused.
+// to which Badger holds every commit on disk, and the first segment that
+// may hold a later one. Segments wholly at or below it that hold no live
+// request are reused.
 // On Open, the commits after the checkpoint are applied again, in order, at
 // their own versions: a commit Badger already has is written over with the
 // same keys and values, one it lost (a power cut before its pages reached
@@ -45,7 +50,9 @@ const (
 	segmentExt     = ".wal"
 
 	// segmentSize: a segment is closed, and a checkpoint started, once it
-	// holds this much. It bounds the work of a restart after a crash.
+	// holds this much (it may pass it by one commit: where a commit's
+	// requests go is fixed before the commit is built). It bounds the work
+	// of a restart after a crash.
 	segmentSize = 16 << 20
 	// keepFree: segments kept for reuse once checkpointed. A reused segment
 	// is already allocated on disk, so its syncs do not touch file-system
@@ -64,6 +71,9 @@ const (
 	entrySet    = 1
 	entryExpire = 2 // a set with an expiry time
 	entryDelete = 3
+	// entryRequest holds a request's bytes only: the b/ key set in the
+	// same record points at them (requests.go). Replay skips it.
+	entryRequest = 4
 )
 
 // errSyncFailed marks a failed sync of the journal or of Badger's files; the
@@ -94,10 +104,17 @@ type journal struct {
 	curOff int64
 
 	// mu guards what the checkpointer changes too.
-	mu           sync.Mutex
-	closed       []segment // full segments, oldest first
-	free         []string  // checkpointed segments, ready for reuse
+	mu     sync.Mutex
+	closed []segment // full segments, oldest first
+	free   []string  // checkpointed segments, ready for reuse
+	// checkpointed: the version Badger holds on disk; replayFrom: the
+	// first segment that may hold a later commit.
 	checkpointed uint64
+	replayFrom   uint64
+	// readers: segments opened to read requests, by number; readMu keeps a
+	// segment from being freed while a read is in progress.
+	readMu  sync.RWMutex
+	readers map[uint64]*os.File
 	// rotated has a value when a segment was closed since the last
 	// checkpoint.
 	rotated chan struct{}
@@ -109,12 +126,18 @@ func openJournal(dir string) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	j := &journal{dir: dir, datasync: datasync, segmentSize: segmentSize, rotated: make(chan struct{}, 1)}
-	v, err := readCheckpoint(filepath.Join(dir, checkpointFile))
+	j := &journal{
+		dir:         dir,
+		datasync:    datasync,
+		segmentSize: segmentSize,
+		rotated:     make(chan struct{}, 1),
+		readers:     make(map[uint64]*os.File),
+	}
+	v, from, err := readCheckpoint(filepath.Join(dir, checkpointFile))
 	if err != nil {
 		return nil, err
 	}
-	j.checkpointed = v
+	j.checkpointed, j.replayFrom = v, from
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -143,11 +166,16 @@ func segmentSeq(name string) (uint64, bool) {
 // replay calls apply for each record after the checkpoint, oldest first, and
 // returns the last version it saw (checkpointed or not). A segment ends at
 // its first record that is torn, from an earlier use of the file, or out of
-// order.
+// order. Segments before the checkpoint's replayFrom are not read: every
+// record in them is checkpointed, and they may be many (the requests they
+// hold are still waiting).
 func (j *journal) replay(apply func(version uint64, entries []byte) error) (uint64, error) {
 	last := j.checkpointed
 	for i := range j.closed {
 		s := &j.closed[i]
+		if s.seq < j.replayFrom {
+			continue
+		}
 		data, err := os.ReadFile(s.path)
 		if err != nil {
 			return 0, err
@@ -198,6 +226,14 @@ func newRecord(buf []byte) []byte {
 	return append(buf[:0], header[:]...)
 }
 
+// appendRequest adds a request's bytes to a record and returns where in the
+// record they start.
+func appendRequest(rec, request []byte) ([]byte, int) {
+	rec = append(rec, entryRequest)
+	rec = binary.AppendUvarint(rec, uint64(len(request)))
+	return append(rec, request...), len(rec)
+}
+
 // appendEntry adds one write to a record.
 func appendEntry(rec []byte, kind byte, key, value []byte, expiresAt uint64) []byte {
 	rec = append(rec, kind)
@@ -239,14 +275,21 @@ func decodeEntries(entries []byte, fn func(kind byte, key, value []byte, expires
 	for len(entries) > 0 {
 		kind := entries[0]
 		entries = entries[1:]
-		key, ok := field()
-		if !ok {
-			return errBadEntry
+		var key []byte
+		var ok bool
+		if kind != entryRequest {
+			if key, ok = field(); !ok {
+				return errBadEntry
+			}
 		}
 		var value []byte
 		var expiresAt uint64
 		switch kind {
 		case entryDelete:
+		case entryRequest:
+			if value, ok = field(); !ok {
+				return errBadEntry
+			}
 		case entrySet, entryExpire:
 			if value, ok = field(); !ok {
 				return errBadEntry
@@ -268,15 +311,26 @@ func decodeEntries(entries []byte, fn func(kind byte, key, value []byte, expires
 	return nil
 }
 
-// append writes rec (made with newRecord and appendEntry) as the record of
-// version and syncs it. Only the writer calls it. A failed write fails this
-// commit only (errJournalWrite): the segment is retired and the next record
-// starts a new one. A failed sync is errSyncFailed: the store must stop.
-func (j *journal) append(version uint64, rec []byte) error {
-	if j.cur == nil || j.curOff > 0 && j.curOff+int64(len(rec)) > j.segmentSize {
+// place returns where the next record will start: its segment, and its
+// offset there. It starts a new segment first if the open one is full (or
+// there is none). Only the writer calls it, before building the record.
+func (j *journal) place() (seq uint64, offset int64, err error) {
+	if j.cur == nil || j.curOff >= j.segmentSize {
 		if err := j.rotate(); err != nil {
-			return fmt.Errorf("%w: %v", errJournalWrite, err)
+			return 0, 0, fmt.Errorf("%w: %v", errJournalWrite, err)
 		}
+	}
+	return j.curSeg.seq, j.curOff, nil
+}
+
+// append writes rec (made with newRecord and appendEntry) as the record of
+// version where place said, and syncs it. Only the writer calls it. A failed
+// write fails this commit only (errJournalWrite): the segment is retired
+// and the next record starts a new one. A failed sync is errSyncFailed: the
+// store must stop.
+func (j *journal) append(version uint64, rec []byte) error {
+	if j.cur == nil {
+		return fmt.Errorf("%w: no open segment", errJournalWrite)
 	}
 	sealRecord(rec, j.curSeg.seq, version)
 	if _, err := j.cur.WriteAt(rec, j.curOff); err != nil {
@@ -343,9 +397,10 @@ func (j *journal) rotate() error {
 }
 
 // checkpoint records that Badger holds every commit up to version on disk,
-// and frees the closed segments that hold nothing newer.
-func (j *journal) checkpoint(version uint64) error {
-	if err := writeCheckpoint(j.dir, version); err != nil {
+// and frees the closed segments that hold nothing newer and no request
+// still stored (holds says which do).
+func (j *journal) checkpoint(version uint64, holds func(seq uint64) bool) error {
+	if err := writeCheckpoint(j.dir, version, j.firstAfter(version)); err != nil {
 		return err
 	}
 	j.mu.Lock()
@@ -353,20 +408,100 @@ func (j *journal) checkpoint(version uint64) error {
 	j.checkpointed = version
 	keep := j.closed[:0]
 	for _, s := range j.closed {
-		switch {
-		case s.last > version:
+		if s.last > version || holds(s.seq) {
 			keep = append(keep, s)
-		case len(j.free) < keepFree:
+			continue
+		}
+		j.forget(s.seq)
+		if len(j.free) < keepFree {
 			j.free = append(j.free, s.path)
-		default:
-			if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
+		} else if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
 	}
 	clear(j.closed[len(keep):])
 	j.closed = keep
 	return nil
+}
+
+// firstAfter returns the first segment that may hold a record after
+// version: segments before it need not be read again on Open. Segments
+// opened after it is computed only come later.
+func (j *journal) firstAfter(version uint64) uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for _, s := range j.closed {
+		if s.last > version {
+			return s.seq
+		}
+	}
+	if j.cur != nil {
+		return j.curSeg.seq
+	}
+	if n := len(j.closed); n > 0 {
+		return j.closed[n-1].seq + 1
+	}
+	return 0
+}
+
+// read returns n bytes of segment seq from offset off. It fails with
+// fs.ErrNotExist if the segment was freed.
+func (j *journal) read(seq uint64, off int64, n int) ([]byte, error) {
+	b := make([]byte, n)
+	j.readMu.RLock()
+	if f := j.readers[seq]; f != nil {
+		defer j.readMu.RUnlock()
+		_, err := f.ReadAt(b, off)
+		return b, err
+	}
+	j.readMu.RUnlock()
+	f, err := j.openReader(seq)
+	if err != nil {
+		return nil, err
+	}
+	j.readMu.RLock()
+	defer j.readMu.RUnlock()
+	if j.readers[seq] != f {
+		return nil, fs.ErrNotExist // freed meanwhile
+	}
+	_, err = f.ReadAt(b, off)
+	return b, err
+}
+
+// openReader opens segment seq to read requests, if it is still in use: a
+// freed segment may already be renamed for reuse.
+func (j *journal) openReader(seq uint64) (*os.File, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	inUse := j.cur != nil && j.curSeg.seq == seq
+	for _, s := range j.closed {
+		inUse = inUse || s.seq == seq
+	}
+	if !inUse {
+		return nil, fs.ErrNotExist
+	}
+	j.readMu.Lock()
+	defer j.readMu.Unlock()
+	if f := j.readers[seq]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(filepath.Join(j.dir, segmentName(seq)))
+	if err != nil {
+		return nil, err
+	}
+	j.readers[seq] = f
+	return f, nil
+}
+
+// forget closes the reader of a segment being freed, once the reads in
+// progress are done. Callers hold j.mu.
+func (j *journal) forget(seq uint64) {
+	j.readMu.Lock()
+	defer j.readMu.Unlock()
+	if f := j.readers[seq]; f != nil {
+		f.Close()
+		delete(j.readers, seq)
+	}
 }
 
 func (j *journal) checkpointedVersion() uint64 {
@@ -375,8 +510,14 @@ func (j *journal) checkpointedVersion() uint64 {
 	return j.checkpointed
 }
 
-// close closes the open segment.
+// close closes the open segment and the readers.
 func (j *journal) close() error {
+	j.readMu.Lock()
+	for seq, f := range j.readers {
+		f.Close()
+		delete(j.readers, seq)
+	}
+	j.readMu.Unlock()
 	if j.cur == nil {
 		return nil
 	}
@@ -385,24 +526,32 @@ func (j *journal) close() error {
 	return err
 }
 
-// readCheckpoint reads the checkpointed version; 0 if there is none yet.
-func readCheckpoint(path string) (uint64, error) {
+// readCheckpoint reads the checkpointed version and the first segment to
+// replay from; zeros if there is no checkpoint yet. A checkpoint written
+// before requests moved into the journal has no segment: replay reads them
+// all.
+func readCheckpoint(path string) (version, from uint64, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if len(b) != 12 || crc32.Checksum(b[:8], castagnoli) != binary.LittleEndian.Uint32(b[8:]) {
-		return 0, fmt.Errorf("journal checkpoint %s is corrupt", path)
+	n := len(b) - 4
+	if n != 8 && n != 16 || crc32.Checksum(b[:n], castagnoli) != binary.LittleEndian.Uint32(b[n:]) {
+		return 0, 0, fmt.Errorf("journal checkpoint %s is corrupt", path)
 	}
-	return binary.LittleEndian.Uint64(b), nil
+	if n == 16 {
+		from = binary.LittleEndian.Uint64(b[8:])
+	}
+	return binary.LittleEndian.Uint64(b), from, nil
 }
 
 // writeCheckpoint replaces the checkpoint file atomically.
-func writeCheckpoint(dir string, version uint64) error {
+func writeCheckpoint(dir string, version, from uint64) error {
 	b := binary.LittleEndian.AppendUint64(nil, version)
+	b = binary.LittleEndian.AppendUint64(b, from)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	tmp := filepath.Join(dir, checkpointFile+".tmp")
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)

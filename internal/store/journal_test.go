@@ -160,10 +160,20 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 	// Six events a segment. Each full one starts a checkpoint, which frees
 	// the segments before it for reuse; the test checkpoints as well, so
 	// that a slow checkpointer does not leave every segment new.
+	// A segment that holds a stored request is kept, so the events of all
+	// but the last segments are deleted: deleted events must stay deleted.
 	db.journal.segmentSize = 8 << 10
-	var ids []string
+	var ids, deleted []string
 	for i := range 57 {
-		ids = append(ids, enqueue(t, db, "in", strings.Repeat(string(rune('a'+i%26)), 1000)))
+		id := enqueue(t, db, "in", strings.Repeat(string(rune('a'+i%26)), 1000))
+		if i < 50 {
+			if err := db.Delete(id); err != nil {
+				t.Fatal(err)
+			}
+			deleted = append(deleted, id)
+		} else {
+			ids = append(ids, id)
+		}
 		if i%6 == 5 {
 			if err := db.checkpoint(); err != nil {
 				t.Fatal(err)
@@ -202,6 +212,11 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 			t.Fatalf("event %d after the crash: %v", i, err)
 		}
 	}
+	for _, id := range deleted {
+		if _, _, err := db.Get(id); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted event %s after the crash: %v", id, err)
+		}
+	}
 	if n := db.Pending("in"); n != len(ids) {
 		t.Errorf("Pending = %d, want %d", n, len(ids))
 	}
@@ -214,15 +229,16 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 	}
 }
 
-// earlierUse tells whether b starts with a whole record of a segment other
-// than seq.
+// earlierUse tells whether b holds a whole record of a segment other than
+// seq. Records of the earlier use need not start where the new ones end.
 func earlierUse(b []byte, seq uint64) bool {
-	if len(b) < recordHeader {
-		return false
+	for off := 0; off+recordHeader <= len(b); off++ {
+		other := binary.LittleEndian.Uint64(b[off+8 : off+16])
+		if _, _, _, ok := decodeRecord(b[off:], other); ok && other != seq {
+			return true
+		}
 	}
-	other := binary.LittleEndian.Uint64(b[8:16])
-	_, _, _, ok := decodeRecord(b, other)
-	return ok && other != seq
+	return false
 }
 
 // validRecords returns where the valid records of a segment end, and the
@@ -280,7 +296,7 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 	if e, _, err := db.Get(kept); err != nil || e.State != Pending {
 		t.Errorf("after reopening: %v", err)
 	}
-	if _, err := readCheckpoint(filepath.Join(dir, journalDir, checkpointFile)); err != nil {
+	if _, _, err := readCheckpoint(filepath.Join(dir, journalDir, checkpointFile)); err != nil {
 		t.Error(err)
 	}
 }
@@ -343,6 +359,7 @@ func FuzzJournalRecord(f *testing.F) {
 	rec = appendEntry(rec, entrySet, []byte("k1"), []byte("v1"), 0)
 	rec = appendEntry(rec, entryExpire, []byte("k2"), []byte("v2"), 1700000000)
 	rec = appendEntry(rec, entryDelete, []byte("k3"), nil, 0)
+	rec, _ = appendRequest(rec, []byte("request"))
 	sealRecord(rec, 7, 42)
 	f.Add(rec, uint64(7), []byte("key"), []byte("value"))
 	f.Add(rec[:len(rec)-1], uint64(7), []byte{}, []byte{})
@@ -360,6 +377,10 @@ func FuzzJournalRecord(f *testing.F) {
 		rec := newRecord(nil)
 		rec = appendEntry(rec, entryExpire, key, value, seq)
 		rec = appendEntry(rec, entryDelete, value, nil, 0)
+		rec, at := appendRequest(rec, key)
+		if !bytes.Equal(rec[at:at+len(key)], key) {
+			t.Fatalf("appendRequest placed the request at %d, where %q is", at, rec[at:at+len(key)])
+		}
 		sealRecord(rec, seq, seq+1)
 		version, entries, n, ok := decodeRecord(append(rec, b...), seq)
 		if !ok || version != seq+1 || n != len(rec) {
@@ -373,7 +394,7 @@ func FuzzJournalRecord(f *testing.F) {
 			}
 			return nil
 		})
-		want := [][]byte{{entryExpire}, key, value, {entryDelete}, value, nil}
+		want := [][]byte{{entryExpire}, key, value, {entryDelete}, value, nil, {entryRequest}, nil, key}
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("entries: %v, %d fields", err, len(got))
 		}

@@ -14,7 +14,7 @@ import (
 // byte (they may not contain one) so one inbox is never a prefix of another.
 //
 //	m/<id>                          event meta (meta.go), rewritten at each attempt
-//	b/<id>                          request: headers and body (meta.go), written once
+//	b/<id>                          where the journal holds the request (requests.go); written once
 //	a/<id><n:4>                     attempt n, JSON
 //	d/<inbox>\0<due:8><id>          due index: pending events only; the head is what is due
 //	s/<inbox>\0<state:1><id>        per-inbox state index; its pending part is arrival order;
@@ -22,6 +22,7 @@ import (
 //	f/<finished:8><id>              finished (delivered or dead) events, for the retention janitor
 //	k/<inbox>\0<hash:16>            dedupe key -> <stored:8><id>, with a Badger TTL
 //	c/<inbox>\0<state:1>            event count per inbox and state, 8 bytes
+//	l/<segment:8>                   bytes of stored requests in a journal segment, 8 bytes
 const (
 	idLen = 26
 
@@ -33,6 +34,7 @@ const (
 	tableFinished = 'f'
 	tableDedupe   = 'k'
 	tableCount    = 'c'
+	tableLive     = 'l'
 )
 
 // stateByte is how a stored state is spelled in keys. Delivering is never
@@ -125,6 +127,13 @@ func finishedKey(at time.Time, id string) []byte {
 func dedupeKey(inbox, senderKey string) []byte {
 	h := sha256.Sum256([]byte(senderKey))
 	return key(tableDedupe, inboxPart(inbox), h[:16])
+}
+
+func livePrefix() []byte { return key(tableLive) }
+func liveKey(seq uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], seq)
+	return key(tableLive, b[:])
 }
 
 func countPrefix() []byte { return key(tableCount) }

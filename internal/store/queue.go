@@ -53,9 +53,11 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 				return nil
 			}
 		}
+		if err := b.putRequest(e.ID, request); err != nil {
+			return err
+		}
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},
-			{requestKey(e.ID), request},
 			{dueKey(e.Inbox, now, e.ID), nil},
 			{stateKey(e.Inbox, Pending, e.ID), nil},
 		}
@@ -336,7 +338,7 @@ func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 		if m.State != Pending || m.NextAttemptAt.After(now) {
 			return nil
 		}
-		if err := readRequest(txn, m); err != nil {
+		if err := db.readRequest(txn, m); err != nil {
 			return err
 		}
 		m.State = Delivering
@@ -421,18 +423,6 @@ func readMeta(txn *badger.Txn, id string) (*Event, error) {
 		return nil, fmt.Errorf("reading event %s: %w", id, err)
 	}
 	return e, nil
-}
-
-// readRequest reads e's headers and body into e.
-func readRequest(txn *badger.Txn, e *Event) error {
-	item, err := txn.Get(requestKey(e.ID))
-	if err == nil {
-		err = item.Value(func(v []byte) error { return decodeRequest(v, e) })
-	}
-	if err != nil {
-		return fmt.Errorf("reading the request of event %s: %w", e.ID, err)
-	}
-	return nil
 }
 
 // idSource makes ULIDs that increase strictly within a millisecond, in the

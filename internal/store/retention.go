@@ -10,7 +10,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// janitorEvery is how often the value log is compacted, and at most how
+// janitorEvery is how often the journal and the value log are compacted,
+// and at most how
 // long a finished event outlives its retention: a short retention is swept
 // more often (a tenth of it), so history never holds much more than asked.
 const janitorEvery = time.Minute
@@ -20,7 +21,8 @@ func (db *DB) sweepEvery() time.Duration {
 	return min(janitorEvery, max(time.Duration(db.retention.Load())/10, 100*time.Millisecond))
 }
 
-// janitor runs the retention sweep and value-log GC until Close.
+// janitor runs the retention sweep, journal compaction and value-log GC
+// until Close.
 func (db *DB) janitor() {
 	defer db.bgWG.Done()
 	t := time.NewTimer(db.sweepEvery())
@@ -42,6 +44,11 @@ func (db *DB) janitor() {
 				lastDiscard = now
 			}
 			if now.Sub(lastGC) >= janitorEvery {
+				if n, err := db.compactRequests(); err != nil {
+					db.logger.Error("compacting the journal", zap.Error(err))
+				} else if n > 0 {
+					db.logger.Info("compacted the journal", zap.Int("requests_copied", n))
+				}
 				db.collectGarbage()
 				lastGC = now
 			}

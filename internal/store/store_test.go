@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -835,15 +836,16 @@ func TestWakeOnRecordAndRelease(t *testing.T) {
 
 func TestSplitOnTxnTooBig(t *testing.T) {
 	// A 1 MiB memtable caps a Badger transaction at about 150 KB: several
-	// hundred queued enqueues of bodies that stay in the tree (below the
-	// value-log threshold) cannot share one.
+	// hundred queued enqueues of events whose meta stays in the tree (a
+	// long path keeps it just below the value-log threshold) cannot share
+	// one. Bodies do not count: they stay in the journal.
 	db, err := Open(t.TempDir(), Options{MemTableSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	const n = 600
-	body := bytes.Repeat([]byte("x"), valueThreshold-100)
+	path := "/" + strings.Repeat("p", valueThreshold-150)
 	var once sync.Once
 	db.beforeCommit = func() error {
 		// Hold the first commit until the other enqueues are queued, so
@@ -861,7 +863,7 @@ func TestSplitOnTxnTooBig(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
+			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Path: path, Body: []byte("{}")}, 0)
 		})
 	}
 	wg.Wait()

@@ -65,8 +65,11 @@ type batch struct {
 	db     *DB
 	txn    *badger.Txn
 	writes int
-	// record: the batch's writes as a journal record.
+	// record: the batch's writes as a journal record, to be written at
+	// offset in journal segment seq.
 	record []byte
+	seq    uint64
+	offset int64
 	// delta: counter changes per inbox and state.
 	delta map[string]*[len(storedStates)]int
 	// dueInserts and pendingInserts: the smallest key suffix inserted per
@@ -74,13 +77,18 @@ type batch struct {
 	dueInserts     map[string][]byte
 	pendingInserts map[string][]byte
 	wakes          map[string]bool
+	// live: changes of the stored request bytes per journal segment.
+	live map[uint64]int64
 }
 
-func (db *DB) newBatch() *batch {
+func (db *DB) newBatch(seq uint64, offset int64) *batch {
 	return &batch{
 		db:             db,
 		txn:            db.bdb.NewTransactionAt(db.committed.Load(), true),
 		record:         newRecord(db.record),
+		seq:            seq,
+		offset:         offset,
+		live:           make(map[uint64]int64),
 		delta:          make(map[string]*[len(storedStates)]int),
 		dueInserts:     make(map[string][]byte),
 		pendingInserts: make(map[string][]byte),
@@ -235,7 +243,13 @@ func (db *DB) writer() {
 // commit applies a prefix of ops in one transaction, commits it and answers
 // those ops. It returns how many ops it answered (at least one).
 func (db *DB) commit(ops []*op) int {
-	b := db.newBatch()
+	seq, offset, err := db.journal.place()
+	if err != nil {
+		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
+		db.failAll(ops, make([]error, len(ops)), err)
+		return len(ops)
+	}
+	b := db.newBatch(seq, offset)
 	defer b.txn.Discard()
 	results := make([]error, len(ops))
 	for i, o := range ops {
@@ -270,7 +284,6 @@ func (db *DB) commit(ops []*op) int {
 		db.failAll(ops, results, err)
 		return len(ops)
 	}
-	err := error(nil)
 	if failed := db.failed.Load(); failed != nil {
 		err = *failed // ops queued before the store failed
 	} else if db.beforeCommit != nil {
@@ -318,11 +331,24 @@ func (db *DB) failAll(ops []*op, results []error, err error) {
 	}
 }
 
-// writeCounts persists the counters this batch changed, in the same
-// transaction as the changes: the single writer keeps them exact.
+// writeCounts persists the counters this batch changed (events per state,
+// request bytes per journal segment), in the same transaction as the
+// changes: the single writer keeps them exact.
 func (b *batch) writeCounts() error {
 	b.db.mu.Lock()
 	defer b.db.mu.Unlock()
+	for seq, d := range b.live {
+		if d == 0 {
+			continue
+		}
+		if v := b.db.live[seq] + d; v > 0 {
+			if err := b.set(liveKey(seq), encodeCount(int(v))); err != nil {
+				return err
+			}
+		} else if err := b.del(liveKey(seq)); err != nil {
+			return err
+		}
+	}
 	for inbox, d := range b.delta {
 		cur := b.db.counts[inbox]
 		for i, n := range d {
@@ -349,6 +375,13 @@ func (db *DB) applied(b *batch) {
 		c := db.countsOf(inbox)
 		for i, n := range d {
 			c[i] = max(c[i]+n, 0)
+		}
+	}
+	for seq, d := range b.live {
+		if v := db.live[seq] + d; v > 0 {
+			db.live[seq] = v
+		} else {
+			delete(db.live, seq)
 		}
 	}
 	db.mu.Unlock()
