@@ -59,6 +59,10 @@ const (
 	// metadata.
 	keepFree = 4
 
+	// maxReaders: segments kept open for reading requests at most.
+	// Deliveries read the newest few; the admin API may read any.
+	maxReaders = 64
+
 	// recordHeader: length (4), CRC-32C (4) of what follows the CRC,
 	// segment number (8), version (8).
 	recordHeader = 24
@@ -95,8 +99,9 @@ type journal struct {
 	dir string
 	// datasync syncs a segment's data; tests replace it to fail.
 	datasync func(f *os.File) error
-	// segmentSize is segmentSize but in tests.
+	// segmentSize and maxReaders are the constants but in tests.
 	segmentSize int64
+	maxReaders  int
 
 	// The writer's: the open segment.
 	cur    *os.File
@@ -130,6 +135,7 @@ func openJournal(dir string) (*journal, error) {
 		dir:         dir,
 		datasync:    datasync,
 		segmentSize: segmentSize,
+		maxReaders:  maxReaders,
 		rotated:     make(chan struct{}, 1),
 		readers:     make(map[uint64]*os.File),
 	}
@@ -455,22 +461,13 @@ func (j *journal) read(seq uint64, off int64, n int) ([]byte, error) {
 		return b, err
 	}
 	j.readMu.RUnlock()
-	f, err := j.openReader(seq)
-	if err != nil {
-		return nil, err
-	}
-	j.readMu.RLock()
-	defer j.readMu.RUnlock()
-	if j.readers[seq] != f {
-		return nil, fs.ErrNotExist // freed meanwhile
-	}
-	_, err = f.ReadAt(b, off)
-	return b, err
+	return b, j.readOpening(seq, off, b)
 }
 
-// openReader opens segment seq to read requests, if it is still in use: a
-// freed segment may already be renamed for reuse.
-func (j *journal) openReader(seq uint64) (*os.File, error) {
+// readOpening is read when segment seq has no reader: it opens one, if the
+// segment is still in use (a freed one may already be renamed for reuse).
+// It runs under both locks, as rarely as a segment is first read.
+func (j *journal) readOpening(seq uint64, off int64, b []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	inUse := j.cur != nil && j.curSeg.seq == seq
@@ -478,19 +475,29 @@ func (j *journal) openReader(seq uint64) (*os.File, error) {
 		inUse = inUse || s.seq == seq
 	}
 	if !inUse {
-		return nil, fs.ErrNotExist
+		return fs.ErrNotExist
 	}
 	j.readMu.Lock()
 	defer j.readMu.Unlock()
-	if f := j.readers[seq]; f != nil {
-		return f, nil
+	f := j.readers[seq]
+	if f == nil {
+		var err error
+		if f, err = os.Open(filepath.Join(j.dir, segmentName(seq))); err != nil {
+			return err
+		}
+		if len(j.readers) >= j.maxReaders {
+			// A month of history is thousands of segments: close any
+			// other (no read is in progress: readMu is held).
+			for other, r := range j.readers {
+				r.Close()
+				delete(j.readers, other)
+				break
+			}
+		}
+		j.readers[seq] = f
 	}
-	f, err := os.Open(filepath.Join(j.dir, segmentName(seq)))
-	if err != nil {
-		return nil, err
-	}
-	j.readers[seq] = f
-	return f, nil
+	_, err := f.ReadAt(b, off)
+	return err
 }
 
 // forget closes the reader of a segment being freed, once the reads in

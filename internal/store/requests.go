@@ -196,6 +196,9 @@ func (db *DB) sparseSegments() []segment {
 // into s at commit time: one deleted meanwhile is left behind.
 func (db *DB) compactSegment(s segment) (int, error) {
 	data, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // freed meanwhile: its requests were all deleted
+	}
 	if err != nil {
 		return 0, err
 	}
