@@ -405,3 +405,51 @@ func FuzzJournalRecord(f *testing.F) {
 		}
 	})
 }
+
+// When no freed segment is there to reuse, the next segment is the spare,
+// already written with zeros: replay stops at the zeros after the last
+// record.
+func TestNewSegmentsStartZeroFilled(t *testing.T) {
+	db, dir := openTest(t)
+	j := db.journal
+	j.segmentSize = 8 << 10
+	spareReady := func() bool {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.spareReady
+	}
+	rotateAfterSpare := func() []string {
+		deadline := time.Now().Add(10 * time.Second)
+		for !spareReady() {
+			if time.Now().After(deadline) {
+				t.Fatal("no spare segment after 10 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		var ids []string
+		for seq := j.curSeg.seq; j.curSeg.seq == seq; {
+			ids = append(ids, enqueue(t, db, "in", strings.Repeat("z", 1000)))
+		}
+		return ids
+	}
+	// The first segment starts the first spare; the second is the spare.
+	ids := []string{enqueue(t, db, "in", "first")}
+	ids = append(ids, rotateAfterSpare()...)
+	info, err := os.Stat(filepath.Join(dir, journalDir, segmentName(j.curSeg.seq)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size() < j.segmentSize {
+		t.Errorf("the new segment is %d bytes, want the spare's %d", info.Size(), j.segmentSize)
+	}
+	crash(t, db)
+	db = openAt(t, dir)
+	for _, id := range ids {
+		if _, _, err := db.Get(id); err != nil {
+			t.Fatalf("event %s after a crash: %v", id, err)
+		}
+	}
+	if n := db.Pending("in"); n != len(ids) {
+		t.Errorf("Pending = %d, want %d", n, len(ids))
+	}
+}
