@@ -123,3 +123,35 @@ func BenchmarkSender(b *testing.B) {
 		}
 	})
 }
+
+// The memory split reads the kernel's smaps format: only file mappings
+// count, by what the file is.
+func TestParseSmapsSplitsFileMappings(t *testing.T) {
+	smaps := `00400000-02000000 r-xp 00000000 fd:01 123  /usr/local/bin/caddy
+Size:              28672 kB
+Rss:               45056 kB
+7f0000000000-7f0000800000 rw-s 00000000 fd:01 456  /tmp/store/000012.sst
+Rss:                2048 kB
+7f0000800000-7f0001000000 rw-s 00000000 fd:01 457  /tmp/store/000013.sst
+Rss:                1024 kB
+7f0001000000-7f0002000000 rw-s 00000000 fd:01 458  /tmp/store/000001.vlog
+Rss:                 512 kB
+7f0002000000-7f0003000000 rw-p 00000000 00:00 0
+Rss:              100000 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0  [stack]
+Rss:                 128 kB
+`
+	got, err := parseSmaps(smaps, "/usr/local/bin/caddy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"binary": 45056 << 10, "tables": 3072 << 10, "value log": 512 << 10}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+}

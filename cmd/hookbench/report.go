@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -223,7 +226,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 			row(fmt.Sprintf("scale: answer p99 at %s req/s, empty → backlog", count(f.Rate)),
 				fmt.Sprintf("%s → %s ms", ms(e.Answer.P99), ms(f.Answer.P99)), "", "")
 		}
-		row("scale: RSS right after the fill (anon + file-mapped; peak)", memText(s.MemoryFilled), "", "")
+		row("scale: RSS right after the fill (anon + file-mapped; peak; mapped files by kind, MB)", memText(s.MemoryFilled), "", "")
 		row("scale: RSS restarted on the backlog, after the runs", memText(s.Memory), "", "")
 		row("scale: start to first 200, empty store (reference)", fmt.Sprintf("%.2f s", s.FirstAnswerEmpty), "", "")
 	}
@@ -258,7 +261,17 @@ func rateText(t *throughput, unit string) string {
 }
 
 func memText(m memStatus) string {
-	return fmt.Sprintf("%.0f MB (%.0f + %.0f; peak %.0f)", mb(m.RSS), mb(m.Anon), mb(m.File), mb(m.Peak))
+	text := fmt.Sprintf("%.0f MB (%.0f + %.0f; peak %.0f)", mb(m.RSS), mb(m.Anon), mb(m.File), mb(m.Peak))
+	if len(m.Mapped) == 0 {
+		return text
+	}
+	kinds := slices.Collect(maps.Keys(m.Mapped))
+	slices.SortFunc(kinds, func(a, b string) int { return cmp.Compare(m.Mapped[b], m.Mapped[a]) })
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, mb(m.Mapped[k])))
+	}
+	return text + "; mapped: " + strings.Join(parts, ", ")
 }
 
 func latencyText(l latencies, failed int) string {

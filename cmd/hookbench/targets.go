@@ -199,6 +199,60 @@ type memStatus struct {
 	// count in RSS although the kernel can drop them when memory is short.
 	Anon int64 `json:"rss_anon_bytes"`
 	File int64 `json:"rss_file_bytes"`
+	// Mapped splits File by what the files are (mappedKind), from
+	// /proc/<pid>/smaps.
+	Mapped map[string]int64 `json:"rss_file_by_kind,omitempty"`
+}
+
+// mappedKind names a mapped file for the memory split: Badger's tables,
+// value log and memtable logs, the server's own binary, or another file.
+func mappedKind(path, binary string) string {
+	switch {
+	case path == binary:
+		return "binary"
+	case strings.HasSuffix(path, ".sst"):
+		return "tables"
+	case strings.HasSuffix(path, ".vlog"):
+		return "value log"
+	case strings.HasSuffix(path, ".mem"):
+		return "memtable logs"
+	}
+	return "other"
+}
+
+// mappedFiles sums the resident pages of s's mapped files by mappedKind.
+func (s *caddyServer) mappedFiles() (map[string]int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", s.cmd.Process.Pid))
+	if err != nil {
+		return nil, err
+	}
+	binary, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", s.cmd.Process.Pid))
+	return parseSmaps(string(data), binary)
+}
+
+// parseSmaps sums the Rss of /proc/<pid>/smaps's file mappings by
+// mappedKind; anonymous mappings are left out.
+func parseSmaps(smaps, binary string) (map[string]int64, error) {
+	byKind := map[string]int64{}
+	kind := ""
+	for _, line := range strings.Split(smaps, "\n") {
+		fields := strings.Fields(line)
+		switch {
+		case len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":"):
+			// A mapping's header: range, perms, offset, device, inode[, path].
+			kind = ""
+			if len(fields) >= 6 && strings.HasPrefix(fields[5], "/") {
+				kind = mappedKind(fields[5], binary)
+			}
+		case len(fields) == 3 && fields[0] == "Rss:" && kind != "":
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("smaps: %q", line)
+			}
+			byKind[kind] += kb << 10
+		}
+	}
+	return byKind, nil
 }
 
 func (s *caddyServer) memory() (memStatus, error) {
@@ -220,7 +274,8 @@ func (s *caddyServer) memory() (memStatus, error) {
 		}
 		*into = kb << 10
 	}
-	return m, nil
+	m.Mapped, err = s.mappedFiles()
+	return m, err
 }
 
 // pprof saves one of the admin endpoint's profiles: "profile?seconds=N"
