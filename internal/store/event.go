@@ -45,6 +45,10 @@ type Event struct {
 	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
 	// FinishedAt is when it became delivered or dead.
 	FinishedAt time.Time `json:"finished_at,omitzero"`
+
+	// request is where the journal holds the headers and body
+	// (requests.go); zero for a request kept in Badger by an older store.
+	request requestRef
 }
 
 // Outcome classes of an attempt, from the senders' own troubleshooting tables.

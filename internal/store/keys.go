@@ -13,8 +13,10 @@ import (
 // Unix nanoseconds, which sort like the times. Inbox names end with a zero
 // byte (they may not contain one) so one inbox is never a prefix of another.
 //
-//	m/<id>                          event meta (meta.go), rewritten at each attempt
-//	b/<id>                          where the journal holds the request (requests.go); written once
+//	m/<id>                          event meta (meta.go), rewritten at each attempt; it ends
+//	                                with where the journal holds the request (requests.go)
+//	b/<id>                          request (headers and body) of a store written before
+//	                                requests moved to the journal; read and deleted only
 //	a/<id><n:4>                     attempt n, JSON
 //	d/<inbox>\0<due:8><id>          due index: pending events only; the head is what is due
 //	s/<inbox>\0<state:1><id>        per-inbox state index; its pending part is arrival order;

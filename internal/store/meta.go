@@ -13,23 +13,29 @@ import (
 // headers and body) is written at every arrival and attempt and read at
 // every claim and record, so it is small and encoded by hand rather than as
 // JSON, which cost a tenth of the server's CPU under load, most of it in the
-// header map. Its request (headers and body) is written once, goes to
-// Badger's value log with the body, and is read only to deliver or show the
-// event. Layout, after a version byte: strings as uvarint length + bytes,
-// counts as uvarints, times as varint Unix nanoseconds (0 for the zero
-// time); a header is a count of names, each with a count of values; the
-// body is the rest of the request record.
+// header map. Its request (headers and body) is written once, into the
+// journal (requests.go), and is read only to deliver or show the event; the
+// meta ends with where it is. Layout, after a version byte: strings as
+// uvarint length + bytes, counts as uvarints, times as varint Unix
+// nanoseconds (0 for the zero time), then the request's place, fixed size;
+// a header is a count of names, each with a count of values; the body is
+// the rest of the request record.
 
 const (
-	// metaVersion 2: the headers moved from the meta to the request record.
-	metaVersion    = 2
+	// metaVersion 3: the meta ends with the request's place in the journal.
+	// Version 2 (no place: the request is in Badger) is still read.
+	metaVersion    = 3
 	requestVersion = 1
 )
+
+// refLen: the request's place at the end of a meta: segment (8), offset
+// (8), length (4), CRC-32C (4).
+const refLen = 24
 
 var errMetaCorrupt = errors.New("corrupt event record")
 
 func encodeMeta(e *Event) []byte {
-	size := 64 + len(e.ID) + len(e.Inbox) + len(e.Method) + len(e.Path) + len(e.RawQuery) +
+	size := 64 + refLen + len(e.ID) + len(e.Inbox) + len(e.Method) + len(e.Path) + len(e.RawQuery) +
 		len(e.Verified) + len(e.DedupeKey) + len(e.State)
 	b := make([]byte, 0, size)
 	b = append(b, metaVersion)
@@ -41,7 +47,19 @@ func encodeMeta(e *Event) []byte {
 	for _, t := range []time.Time{e.ReceivedAt, e.NextAttemptAt, e.FinishedAt} {
 		b = appendTime(b, t)
 	}
-	return b
+	return appendRef(b, e.request)
+}
+
+func appendRef(b []byte, r requestRef) []byte {
+	b = binary.BigEndian.AppendUint64(b, r.seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.off))
+	b = binary.BigEndian.AppendUint32(b, uint32(r.size))
+	return binary.BigEndian.AppendUint32(b, r.crc)
+}
+
+// setMetaRef writes r over the request's place in an encoded meta.
+func setMetaRef(meta []byte, r requestRef) {
+	appendRef(meta[:len(meta)-refLen], r)
 }
 
 // encodeRequest encodes e's headers and body.
@@ -81,9 +99,10 @@ func appendTime(b []byte, t time.Time) []byte {
 // v belongs to Badger.
 func decodeMeta(v []byte, e *Event) error {
 	d := metaDecoder{b: v}
-	if len(v) == 0 || v[0] != metaVersion {
+	if len(v) == 0 || v[0] != metaVersion && v[0] != 2 {
 		return fmt.Errorf("%w: unknown version", errMetaCorrupt)
 	}
+	withRef := v[0] == metaVersion
 	d.b = d.b[1:]
 	var state string
 	for _, s := range []*string{&e.ID, &e.Inbox, &e.Method, &e.Path, &e.RawQuery, &e.Verified, &e.DedupeKey, &state} {
@@ -97,6 +116,23 @@ func decodeMeta(v []byte, e *Event) error {
 	}
 	if d.err != nil {
 		return d.err
+	}
+	e.request = requestRef{}
+	if withRef {
+		if len(d.b) < refLen {
+			return fmt.Errorf("%w: no request place", errMetaCorrupt)
+		}
+		r := d.b[:refLen]
+		e.request = requestRef{
+			seq:  binary.BigEndian.Uint64(r[0:8]),
+			off:  int64(binary.BigEndian.Uint64(r[8:16])),
+			size: int(binary.BigEndian.Uint32(r[16:20])),
+			crc:  binary.BigEndian.Uint32(r[20:24]),
+		}
+		d.b = d.b[refLen:]
+		if e.request.off < 0 {
+			return fmt.Errorf("%w: request at offset %d", errMetaCorrupt, e.request.off)
+		}
 	}
 	if len(d.b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", errMetaCorrupt, len(d.b))

@@ -22,6 +22,7 @@ func TestMetaAndRequestRoundTrip(t *testing.T) {
 			ID: "01M8184RAZ1MHK7TK0G983YCWU", Inbox: "stripe", ReceivedAt: now,
 			Method: "PUT", Header: http.Header{}, Body: []byte{}, Verified: "none", State: Dead,
 			Attempts: 300, ReplayedAfter: 6, FinishedAt: now.Add(time.Hour),
+			request: requestRef{seq: 9, off: 1 << 33, size: 70000, crc: 0xfedcba98},
 		},
 	}
 	for name, want := range events {
@@ -46,12 +47,14 @@ func TestMetaAndRequestRoundTrip(t *testing.T) {
 func TestMetaCorruptIsAnError(t *testing.T) {
 	good := encodeMeta(&Event{ID: "x", Inbox: "in"})
 	for name, v := range map[string][]byte{
-		"empty":           nil,
-		"unknown version": append([]byte{9}, good[1:]...),
-		"version 1":       append([]byte{1}, good[1:]...),
-		"truncated":       good[:len(good)-1],
-		"trailing bytes":  append(good[:len(good):len(good)], 0),
-		"huge count":      {metaVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"empty":                  nil,
+		"unknown version":        append([]byte{9}, good[1:]...),
+		"version 1":              append([]byte{1}, good[1:]...),
+		"truncated":              good[:len(good)-1],
+		"trailing bytes":         append(good[:len(good):len(good)], 0),
+		"huge count":             {metaVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"no place":               good[:len(good)-refLen],
+		"version 2 with a place": append([]byte{2}, good[1:]...),
 	} {
 		if err := decodeMeta(v, new(Event)); !errors.Is(err, errMetaCorrupt) {
 			t.Errorf("%s: err = %v, want errMetaCorrupt", name, err)
@@ -70,6 +73,21 @@ func TestRequestCorruptIsAnError(t *testing.T) {
 		if err := decodeRequest(v, new(Event)); !errors.Is(err, errMetaCorrupt) {
 			t.Errorf("%s: err = %v, want errMetaCorrupt", name, err)
 		}
+	}
+}
+
+// A version 2 meta, written by a store that kept requests in Badger, reads
+// with no place for the request.
+func TestMetaVersion2Reads(t *testing.T) {
+	want := &Event{ID: "01M8184RAZ1MHK7TK0G983YCWT", Inbox: "in", State: Pending, Attempts: 2}
+	v3 := encodeMeta(want)
+	v2 := append([]byte{2}, v3[1:len(v3)-refLen]...)
+	var got Event
+	if err := decodeMeta(v2, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("got %+v, want %+v", got, *want)
 	}
 }
 

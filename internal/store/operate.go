@@ -147,13 +147,11 @@ func (b *batch) remove(e *Event, dedupe bool) error {
 		}
 	}
 
-	ref, inJournal, err := b.requestRefOf(e.ID)
-	if err != nil {
+	if err := b.dropRequest(e); err != nil {
 		return err
 	}
-
 	keys := append(attempts,
-		metaKey(e.ID), requestKey(e.ID),
+		metaKey(e.ID),
 		stateKey(e.Inbox, e.State, e.ID))
 	if e.State == Pending {
 		keys = append(keys, dueKey(e.Inbox, e.NextAttemptAt, e.ID))
@@ -167,9 +165,6 @@ func (b *batch) remove(e *Event, dedupe bool) error {
 		if err := b.del(k); err != nil {
 			return err
 		}
-	}
-	if inJournal {
-		b.live[ref.seq] -= int64(ref.size)
 	}
 	b.count(e.Inbox, e.State, -1)
 	return nil

@@ -53,9 +53,8 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 				return nil
 			}
 		}
-		if err := b.putRequest(e.ID, request); err != nil {
-			return err
-		}
+		b.putRequest(e, request)
+		setMetaRef(meta, e.request)
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},
 			{dueKey(e.Inbox, now, e.ID), nil},

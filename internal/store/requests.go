@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -15,12 +14,13 @@ import (
 
 // Requests stay in the journal. An event's request (headers and body) is
 // written once, in the journal record of the commit that stores the event,
-// and Badger keeps only a reference to it: segment, offset, length and a
-// CRC-32C, in the b/ key. A read is one pread. Before, requests went to
-// Badger's value log as well: each body was written twice, and since Badger
-// writes its value log through a memory map, every body written since the
-// start stayed in the server's resident memory, about 200 MB with a million
-// events pending.
+// and the event's meta ends with where it is: segment, offset, length and
+// a CRC-32C. A read is one pread. Before, requests went to Badger's value
+// log as well: each body was written twice, and since Badger writes its
+// value log through a memory map, every body written since the start
+// stayed in the server's resident memory, about 200 MB with a million
+// events pending. Keeping the place in the meta rather than a key of its
+// own spares the tree a key per event, which compactions would copy.
 //
 // A segment that holds a stored request is not reused. Each segment's live
 // bytes are counted in an l/ key, which the writer keeps exact in the same
@@ -30,14 +30,7 @@ import (
 // compactRequests copies the stored requests of a segment that is mostly
 // garbage to the end of the journal, and the segment goes.
 
-// requestRefByte starts a b/ value that is a reference; a request kept in
-// Badger itself (stores written before) starts with requestVersion.
-const requestRefByte = 2
-
-// requestRefLen: the byte, segment (8), offset (8), length (4), CRC (4).
-const requestRefLen = 25
-
-// requestRef says where the journal holds a request.
+// requestRef says where the journal holds a request; seq 0 is none.
 type requestRef struct {
 	seq  uint64
 	off  int64
@@ -45,96 +38,61 @@ type requestRef struct {
 	crc  uint32
 }
 
-func (r requestRef) encode() []byte {
-	b := make([]byte, 0, requestRefLen)
-	b = append(b, requestRefByte)
-	b = binary.BigEndian.AppendUint64(b, r.seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(r.off))
-	b = binary.BigEndian.AppendUint32(b, uint32(r.size))
-	return binary.BigEndian.AppendUint32(b, r.crc)
-}
-
-// decodeRequestRef reads a b/ value; ok is false for a request kept inline.
-func decodeRequestRef(v []byte) (r requestRef, ok bool, err error) {
-	if len(v) == 0 || v[0] != requestRefByte {
-		return r, false, nil
-	}
-	if len(v) != requestRefLen {
-		return r, false, fmt.Errorf("%w: request reference of %d bytes", errMetaCorrupt, len(v))
-	}
-	r.seq = binary.BigEndian.Uint64(v[1:9])
-	r.off = int64(binary.BigEndian.Uint64(v[9:17]))
-	r.size = int(binary.BigEndian.Uint32(v[17:21]))
-	r.crc = binary.BigEndian.Uint32(v[21:25])
-	if r.off < 0 {
-		return r, false, fmt.Errorf("%w: request reference at offset %d", errMetaCorrupt, r.off)
-	}
-	return r, true, nil
-}
-
 // putRequest writes request (encodeRequest's) into the batch's journal
-// record and points id's b/ key at it.
-func (b *batch) putRequest(id string, request []byte) error {
+// record and sets e.request to its place; the caller then writes e's meta.
+func (b *batch) putRequest(e *Event, request []byte) {
 	var at int
 	b.record, at = appendRequest(b.record, request)
-	ref := requestRef{
+	b.writes++ // a later failure must not leave the bytes counted
+	e.request = requestRef{
 		seq:  b.seq,
 		off:  b.offset + int64(at),
 		size: len(request),
 		crc:  crc32.Checksum(request, castagnoli),
 	}
-	if err := b.set(requestKey(id), ref.encode()); err != nil {
-		return err
-	}
-	b.live[ref.seq] += int64(ref.size)
-	return nil
+	b.live[b.seq] += int64(len(request))
 }
 
-// requestRefOf reads id's reference as of the batch; ok is false if the
-// event has none (no request, or one kept inline).
-func (b *batch) requestRefOf(id string) (r requestRef, ok bool, err error) {
-	item, err := b.txn.Get(requestKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return r, false, nil
+// dropRequest counts e's request out of its segment, or deletes it from
+// Badger if an older store kept it there.
+func (b *batch) dropRequest(e *Event) error {
+	if e.request.seq == 0 {
+		return b.del(requestKey(e.ID))
 	}
-	if err == nil {
-		err = item.Value(func(v []byte) error {
-			r, ok, err = decodeRequestRef(v)
-			return err
-		})
-	}
-	if err != nil {
-		return r, false, fmt.Errorf("reading the request of event %s: %w", id, err)
-	}
-	return r, ok, nil
+	b.live[e.request.seq] -= int64(e.request.size)
+	return nil
 }
 
 // readRequest reads e's headers and body into e.
 func (db *DB) readRequest(txn *badger.Txn, e *Event) error {
-	item, err := txn.Get(requestKey(e.ID))
-	if err == nil {
-		err = item.Value(func(v []byte) error {
-			ref, ok, err := decodeRequestRef(v)
-			if err != nil || !ok {
-				return errors.Join(err, decodeRequest(v, e))
-			}
-			request, err := db.journal.read(ref.seq, ref.off, ref.size)
-			if errors.Is(err, fs.ErrNotExist) {
-				return ErrNotFound // deleted since the snapshot was taken
-			}
-			if err != nil {
-				return err
-			}
-			if crc32.Checksum(request, castagnoli) != ref.crc {
-				return fmt.Errorf("%w: request fails its checksum", errMetaCorrupt)
-			}
-			return decodeRequest(request, e)
-		})
+	var err error
+	if e.request.seq != 0 {
+		err = db.readJournalRequest(e)
+	} else {
+		var item *badger.Item
+		if item, err = txn.Get(requestKey(e.ID)); err == nil {
+			err = item.Value(func(v []byte) error { return decodeRequest(v, e) })
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("reading the request of event %s: %w", e.ID, err)
 	}
 	return nil
+}
+
+func (db *DB) readJournalRequest(e *Event) error {
+	r := e.request
+	request, err := db.journal.read(r.seq, r.off, r.size)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrNotFound // deleted since the snapshot was taken
+	}
+	if err != nil {
+		return err
+	}
+	if crc32.Checksum(request, castagnoli) != r.crc {
+		return fmt.Errorf("%w: request fails its checksum", errMetaCorrupt)
+	}
+	return decodeRequest(request, e)
 }
 
 // holdsRequests reports whether journal segment seq holds a stored request.
@@ -192,8 +150,8 @@ func (db *DB) sparseSegments() []segment {
 }
 
 // compactSegment copies the requests of segment s that are still stored,
-// a page per commit. A request is copied only if its b/ key still points
-// into s at commit time: one deleted meanwhile is left behind.
+// a page per commit. A request is copied only if its event's meta still
+// points into s at commit time: one deleted meanwhile is left behind.
 func (db *DB) compactSegment(s segment) (int, error) {
 	data, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -204,7 +162,7 @@ func (db *DB) compactSegment(s segment) (int, error) {
 	}
 	type stored struct {
 		id  string
-		ref []byte
+		ref requestRef
 	}
 	var page []stored
 	total := 0
@@ -216,25 +174,21 @@ func (db *DB) compactSegment(s segment) (int, error) {
 		o := newOp(len(page)*2048, func(b *batch) error {
 			n = 0
 			for _, p := range page {
-				item, err := b.txn.Get(requestKey(p.id))
-				if errors.Is(err, badger.ErrKeyNotFound) {
+				e, err := b.getMeta(p.id)
+				if errors.Is(err, ErrNotFound) {
 					continue
 				}
 				if err != nil {
 					return err
 				}
-				same := false
-				if err := item.Value(func(v []byte) error { same = bytes.Equal(v, p.ref); return nil }); err != nil {
-					return err
-				}
-				if !same {
+				if e.request != p.ref {
 					continue
 				}
-				ref, _, _ := decodeRequestRef(p.ref)
-				if err := b.putRequest(p.id, data[ref.off:ref.off+int64(ref.size)]); err != nil {
+				b.putRequest(e, data[p.ref.off:p.ref.off+int64(p.ref.size)])
+				b.live[p.ref.seq] -= int64(p.ref.size)
+				if err := b.putMeta(e); err != nil {
 					return err
 				}
-				b.live[ref.seq] -= int64(ref.size)
 				n++
 			}
 			return nil
@@ -246,7 +200,7 @@ func (db *DB) compactSegment(s segment) (int, error) {
 		page = page[:0]
 		return nil
 	}
-	prefix := []byte{tableRequest, '/'}
+	prefix := []byte{tableMeta, '/'}
 	var last uint64
 	for rest := data; ; {
 		version, entries, n, ok := decodeRecord(rest, s.seq)
@@ -259,11 +213,15 @@ func (db *DB) compactSegment(s segment) (int, error) {
 			if kind != entrySet || !bytes.HasPrefix(key, prefix) {
 				return nil
 			}
-			ref, ok, err := decodeRequestRef(value)
-			if err != nil || !ok || ref.seq != s.seq || ref.off < start || ref.off+int64(ref.size) > start+int64(n) {
-				return nil // not a request of this record
+			var e Event
+			if decodeMeta(value, &e) != nil {
+				return nil
 			}
-			page = append(page, stored{id: string(key[len(prefix):]), ref: bytes.Clone(value)})
+			r := e.request
+			if r.seq != s.seq || r.off < start || r.off+int64(r.size) > start+int64(n) {
+				return nil // a later meta of an event stored elsewhere
+			}
+			page = append(page, stored{id: e.ID, ref: r})
 			if len(page) == replayPage {
 				return flush()
 			}

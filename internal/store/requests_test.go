@@ -47,9 +47,9 @@ func segmentsOnDisk(t *testing.T, dir string) []string {
 	return segs
 }
 
-// A request is written once, to the journal: Badger's files hold a
-// reference to it, not the body, and the body reads back whole, after a
-// restart too.
+// A request is written once, to the journal: Badger's files hold its place
+// in the event's meta, not the body, and no key of its own; the body reads
+// back whole, after a restart too.
 func TestRequestsStayInTheJournal(t *testing.T) {
 	db, dir := openTest(t)
 	body := "the body " + strings.Repeat("0123456789", 100)
@@ -60,16 +60,17 @@ func TestRequestsStayInTheJournal(t *testing.T) {
 		t.Error("Badger's files hold the body")
 	}
 	err := db.view(func(txn *badger.Txn) error {
-		item, err := txn.Get(requestKey(id))
+		e, err := readMeta(txn, id)
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
-			if _, ok, err := decodeRequestRef(v); !ok || err != nil {
-				return fmt.Errorf("b/ value of %d bytes is not a reference (%v)", len(v), err)
-			}
-			return nil
-		})
+		if e.request.seq == 0 || e.request.size < len(body) {
+			return fmt.Errorf("the meta has no place of the request: %+v", e.request)
+		}
+		if _, err := txn.Get(requestKey(id)); !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("a b/ key: %v", err)
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -228,13 +229,25 @@ func TestDamagedRequestIsAnError(t *testing.T) {
 	}
 }
 
-// Stores written before requests moved to the journal keep them in Badger:
-// those still read.
+// Stores written before requests moved to the journal keep them in Badger,
+// under a b/ key, with a meta that has no place: those still read, and go
+// when the event is deleted.
 func TestInlineRequestsStillRead(t *testing.T) {
 	db, _ := openTest(t)
 	id := enqueue(t, db, "in", "placeholder")
 	old := &Event{ID: id, Header: map[string][]string{"X-Old": {"1"}}, Body: []byte("kept in Badger")}
-	o := newOp(512, func(b *batch) error { return b.set(requestKey(id), encodeRequest(old)) })
+	o := newOp(512, func(b *batch) error {
+		e, err := b.getMeta(id)
+		if err != nil {
+			return err
+		}
+		b.live[e.request.seq] -= int64(e.request.size)
+		e.request = requestRef{}
+		if err := b.putMeta(e); err != nil {
+			return err
+		}
+		return b.set(requestKey(id), encodeRequest(old))
+	})
 	if err := db.submit(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
@@ -248,21 +261,11 @@ func TestInlineRequestsStillRead(t *testing.T) {
 	if err := db.Delete(id); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// A b/ value decodes to a reference, to "inline", or to an error; never a
-// panic, and a reference re-encodes to the same bytes.
-func FuzzRequestRef(f *testing.F) {
-	f.Add(requestRef{seq: 3, off: 4096, size: 1200, crc: 0xdeadbeef}.encode())
-	f.Add([]byte{requestVersion, 0})
-	f.Add([]byte{requestRefByte})
-	f.Fuzz(func(t *testing.T, v []byte) {
-		r, ok, err := decodeRequestRef(v)
-		if ok && err == nil && !bytes.Equal(r.encode(), v) {
-			t.Fatalf("%x decoded to %+v, which encodes to %x", v, r, r.encode())
-		}
-		if ok && err != nil {
-			t.Fatalf("both a reference and an error: %v", err)
-		}
+	err = db.view(func(txn *badger.Txn) error {
+		_, err := txn.Get(requestKey(id))
+		return err
 	})
+	if !errors.Is(err, badger.ErrKeyNotFound) {
+		t.Errorf("b/ key after Delete: %v", err)
+	}
 }
