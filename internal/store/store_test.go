@@ -25,7 +25,7 @@ func openTest(t testing.TB) (*DB, string) {
 // openAt opens the store in dir, closed at the end of the test.
 func openAt(t testing.TB, dir string) *DB {
 	t.Helper()
-	db, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 16 << 20})
+	db, err := Open(dir, Options{Retention: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
