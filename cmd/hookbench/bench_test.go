@@ -155,3 +155,17 @@ Rss:                 128 kB
 		}
 	}
 }
+
+func TestParseStatCPUSkipsTheCommandName(t *testing.T) {
+	stat := "4242 (caddy run (x)) S 1 4242 4242 0 -1 4194560 9047 0 0 0 250 125 0 0 20 0 12 0 100 0 0"
+	got, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 3750 * time.Millisecond; got != want {
+		t.Errorf("cpu = %v, want %v (250 + 125 ticks)", got, want)
+	}
+	if _, err := parseStatCPU("garbage"); err == nil {
+		t.Error("garbage parsed")
+	}
+}

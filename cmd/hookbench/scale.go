@@ -2,19 +2,24 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 )
 
-// A server's memory is read at rest: once its RSS has moved by less than
-// settleChange over settleStep (Badger compacts for a while after a burst,
-// and the Go runtime returns freed memory gradually), or after settleMax.
+// A server's memory is read at rest: once, over settleStep, its RSS has
+// moved by less than settleChange and it used less than settleCPU of a core
+// (Badger compacts for a while after a burst, its table builders holding
+// tens of MB, and the Go runtime returns freed memory gradually); or after
+// settleMax. The peak (VmHWM) is reported beside it, so compaction's memory
+// is not hidden.
 const (
 	settleStep   = 5 * time.Second
-	settleMax    = time.Minute
+	settleMax    = 2 * time.Minute
 	settleChange = 0.02
+	settleCPU    = 0.05
 )
 
 // memoryAtRest waits for s to come to rest and reads its memory.
@@ -22,15 +27,22 @@ func (b *bench) memoryAtRest(s *caddyServer) (memStatus, error) {
 	start := time.Now()
 	time.Sleep(settleStep)
 	last, err := s.memory()
+	lastCPU, cerr := s.cpuTime()
+	err = errors.Join(err, cerr)
 	for err == nil && time.Since(start) < settleMax {
 		time.Sleep(settleStep)
 		var m memStatus
 		if m, err = s.memory(); err != nil {
 			break
 		}
+		cpu, err := s.cpuTime()
+		if err != nil {
+			break
+		}
 		change := float64(m.RSS-last.RSS) / float64(max(last.RSS, 1))
-		last = m
-		if change < settleChange && change > -settleChange {
+		busy := (cpu - lastCPU).Seconds() / settleStep.Seconds()
+		last, lastCPU = m, cpu
+		if change < settleChange && change > -settleChange && busy < settleCPU {
 			break
 		}
 	}

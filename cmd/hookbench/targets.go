@@ -220,6 +220,36 @@ func mappedKind(path, binary string) string {
 	return "other"
 }
 
+// cpuTime is the CPU time s has used, from /proc/<pid>/stat (user and
+// system, in clock ticks of 1/100 s on Linux).
+func (s *caddyServer) cpuTime() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(data))
+}
+
+// parseStatCPU reads utime and stime from a /proc/<pid>/stat line. The
+// command name, in parentheses, may hold spaces: fields count from after
+// its closing parenthesis.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	fields := strings.Fields(stat[i+1:])
+	if i < 0 || len(fields) < 13 {
+		return 0, fmt.Errorf("stat: %q", stat)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat: %q", stat)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // mappedFiles sums the resident pages of s's mapped files by mappedKind.
 func (s *caddyServer) mappedFiles() (map[string]int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", s.cmd.Process.Pid))
