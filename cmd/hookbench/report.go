@@ -226,7 +226,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 			row(fmt.Sprintf("scale: answer p99 at %s req/s, empty → backlog", count(f.Rate)),
 				fmt.Sprintf("%s → %s ms", ms(e.Answer.P99), ms(f.Answer.P99)), "", "")
 		}
-		row("scale: RSS right after the fill (anon + file-mapped; peak; mapped files by kind, MB)", memText(s.MemoryFilled), "", "")
+		row("scale: RSS right after the fill (anon + file-mapped; peak; Go heap; mapped files by kind, MB)", memText(s.MemoryFilled), "", "")
 		row("scale: RSS restarted on the backlog, after the runs", memText(s.Memory), "", "")
 		row("scale: start to first 200, empty store (reference)", fmt.Sprintf("%.2f s", s.FirstAnswerEmpty), "", "")
 	}
@@ -262,6 +262,9 @@ func rateText(t *throughput, unit string) string {
 
 func memText(m memStatus) string {
 	text := fmt.Sprintf("%.0f MB (%.0f + %.0f; peak %.0f)", mb(m.RSS), mb(m.Anon), mb(m.File), mb(m.Peak))
+	if m.GoHeap > 0 {
+		text += fmt.Sprintf("; Go heap %.0f in use, %.0f free not yet returned", mb(m.GoHeap), mb(m.GoFree))
+	}
 	if len(m.Mapped) == 0 {
 		return text
 	}

@@ -158,8 +158,13 @@ func (b *bench) measureScale() error {
 	if sf.Memory, err = b.memoryAtRest(full.server); err != nil {
 		return err
 	}
-	b.logf("scale: RSS %.0f MB (anon %.0f, file %.0f; peak %.0f) serving with the backlog",
-		mb(sf.Memory.RSS), mb(sf.Memory.Anon), mb(sf.Memory.File), mb(sf.Memory.Peak))
+	b.logf("scale: RSS serving with the backlog: %s", memText(sf.Memory))
+	// Once more a minute later, for how fast the Go runtime returns the
+	// free heap it holds (the log only).
+	time.Sleep(time.Minute)
+	if later, err := full.server.memory(); err == nil {
+		b.logf("scale: RSS a minute later: %s", memText(later))
+	}
 	if b.c.profile != "" {
 		path := filepath.Join(b.c.profile, "heap-scale.pprof")
 		if err := os.MkdirAll(b.c.profile, 0o755); err != nil {
