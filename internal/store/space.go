@@ -19,9 +19,11 @@ var ErrNoSpace = errors.New("not enough free space on the storage device")
 // of deliveries. The sender gets 503 and sends again later; the events
 // already stored keep being delivered.
 
-// defaultMinFree is the default reserve: room for the rest of the current
-// value-log file (up to valueLogFileSize), a write-ahead log and its flush
-// into a table, and a compaction's output tables, with the default sizes.
+// defaultMinFree is the default reserve: room for a journal segment and its
+// spare (segmentSize each; the journal itself fails a commit cleanly on a
+// full disk, but Badger's mapped files do not), the rest of a value-log
+// file, a write-ahead log and its flush into a table, and a compaction's
+// output tables, with the default sizes.
 const defaultMinFree = 128 << 20
 
 // minFreeBytes is the reserve: Options.MinFreeBytes, or the larger of the
