@@ -93,7 +93,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), heap-scale.pprof (memory with the -scale backlog)")
+	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), heap-fill.pprof and heap-scale.pprof (memory after the -scale fill, and of the restarted server with the backlog)")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
 	flag.Parse()

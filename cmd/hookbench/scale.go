@@ -122,8 +122,8 @@ func (b *bench) measureScale() error {
 	if sf.MemoryFilled, err = b.memoryAtRest(full.server); err != nil {
 		return err
 	}
-	b.logf("scale: RSS %.0f MB (anon %.0f, file %.0f; peak %.0f) right after the fill",
-		mb(sf.MemoryFilled.RSS), mb(sf.MemoryFilled.Anon), mb(sf.MemoryFilled.File), mb(sf.MemoryFilled.Peak))
+	b.logf("scale: RSS right after the fill: %s", memText(sf.MemoryFilled))
+	b.heapProfile(full.server, "heap-fill.pprof")
 
 	b.logf("scale: restarting the full server on its data")
 	full.server.stop()
@@ -165,17 +165,7 @@ func (b *bench) measureScale() error {
 	if later, err := full.server.memory(); err == nil {
 		b.logf("scale: RSS a minute later: %s", memText(later))
 	}
-	if b.c.profile != "" {
-		path := filepath.Join(b.c.profile, "heap-scale.pprof")
-		if err := os.MkdirAll(b.c.profile, 0o755); err != nil {
-			return err
-		}
-		if err := full.server.pprof("heap", path); err != nil {
-			b.note("heap profile: %v", err)
-		} else {
-			b.logf("heap profile of the server with the backlog written to %s", path)
-		}
-	}
+	b.heapProfile(full.server, "heap-scale.pprof")
 	return nil
 }
 
@@ -203,4 +193,21 @@ func (b *bench) startScale(s *scaleServer) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// heapProfile writes s's heap profile into the -profile directory, if set.
+func (b *bench) heapProfile(s *caddyServer, name string) {
+	if b.c.profile == "" {
+		return
+	}
+	path := filepath.Join(b.c.profile, name)
+	err := os.MkdirAll(b.c.profile, 0o755)
+	if err == nil {
+		err = s.pprof("heap", path)
+	}
+	if err != nil {
+		b.note("heap profile: %v", err)
+		return
+	}
+	b.logf("heap profile written to %s", path)
 }
