@@ -16,6 +16,7 @@ import (
 // settleMax. The peak (VmHWM) is reported beside it, so compaction's memory
 // is not hidden.
 const (
+	restAfter    = 150 * time.Second
 	settleStep   = 5 * time.Second
 	settleMax    = 2 * time.Minute
 	settleChange = 0.02
@@ -152,19 +153,24 @@ func (b *bench) measureScale() error {
 	}
 	b.note("scale: the empty store took the ingest runs' events too (all pending); small beside %s", count(float64(sf.Pending)))
 
-	// Read at rest: the figure is the server's size with the backlog, not
-	// its garbage; the peak (VmHWM) keeps the worst moment since the
-	// restart.
-	if sf.Memory, err = b.memoryAtRest(full.server); err != nil {
+	// The figure is the server's size with the backlog, at rest: not the
+	// garbage of the last load, which it holds for a while. Badger keeps
+	// the buffers of up to 8 table builders after a compaction (about 100
+	// MB after a heavy one) and frees one each 2 s without compactions;
+	// then the Go runtime must collect them (an idle server's GC runs
+	// every 2 minutes) and return them. So memory is read twice: soon after
+	// the load, and restAfter after it. The peak (VmHWM) keeps the worst
+	// moment since the restart.
+	loadEnd := time.Now()
+	if sf.MemorySoon, err = b.memoryAtRest(full.server); err != nil {
 		return err
 	}
-	b.logf("scale: RSS serving with the backlog: %s", memText(sf.Memory))
-	// Once more a minute later, for how fast the Go runtime returns the
-	// free heap it holds (the log only).
-	time.Sleep(time.Minute)
-	if later, err := full.server.memory(); err == nil {
-		b.logf("scale: RSS a minute later: %s", memText(later))
+	b.logf("scale: RSS serving with the backlog, soon after the load: %s", memText(sf.MemorySoon))
+	time.Sleep(time.Until(loadEnd.Add(restAfter)))
+	if sf.Memory, err = full.server.memory(); err != nil {
+		return fmt.Errorf("reading caddy's memory: %v", err)
 	}
+	b.logf("scale: RSS serving with the backlog, %s after the load: %s", restAfter, memText(sf.Memory))
 	b.heapProfile(full.server, "heap-scale.pprof")
 	return nil
 }

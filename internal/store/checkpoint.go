@@ -104,7 +104,7 @@ func replayJournal(bdb *badger.DB, j *journal) (last uint64, applied int, err er
 		err := decodeEntries(entries, func(kind byte, key, value []byte, expiresAt uint64) error {
 			switch kind {
 			case entryRequest:
-				return nil // a b/ key of the same record points at it
+				return nil // the meta set in the same record points at it
 			case entryDelete:
 				return txn.Delete(key)
 			}

@@ -80,8 +80,8 @@ const (
 	entrySet    = 1
 	entryExpire = 2 // a set with an expiry time
 	entryDelete = 3
-	// entryRequest holds a request's bytes only: the b/ key set in the
-	// same record points at them (requests.go). Replay skips it.
+	// entryRequest holds a request's bytes only: the event's meta, set in
+	// the same record, says where they are (requests.go). Replay skips it.
 	entryRequest = 4
 )
 
