@@ -733,7 +733,9 @@ func TestStopReleasesInFlight(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	s.Stop(ctx)
-	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
+	// Well under the backend's 5 s: Stop did not wait for the attempts,
+	// with room for a slow machine.
+	if d := time.Since(start); d < 50*time.Millisecond || d > 4*time.Second {
 		t.Errorf("Stop took %s, want its 50ms grace", d)
 	}
 	for _, id := range []string{a, c} {
