@@ -16,6 +16,7 @@ import (
 // settleMax. The peak (VmHWM) is reported beside it, so compaction's memory
 // is not hidden.
 const (
+	// restAfter: when the scale target's memory is read (measureScale).
 	restAfter    = 150 * time.Second
 	settleStep   = 5 * time.Second
 	settleMax    = 2 * time.Minute
@@ -36,8 +37,8 @@ func (b *bench) memoryAtRest(s *caddyServer) (memStatus, error) {
 		if m, err = s.memory(); err != nil {
 			break
 		}
-		cpu, err := s.cpuTime()
-		if err != nil {
+		var cpu time.Duration
+		if cpu, err = s.cpuTime(); err != nil {
 			break
 		}
 		change := float64(m.RSS-last.RSS) / float64(max(last.RSS, 1))

@@ -223,10 +223,10 @@ const (
 // badgerOptions sizes Badger for a small machine (two cores, a few hundred
 // MB of memory for the whole server): see NOTES.md.
 func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options {
-	// 8 MiB each: with a million events pending, the server's memory at
-	// rest went from 307 to 248 MB against 16 MiB each (one run each of
-	// scripts/bench -scale): less arena and cache, a lower GC goal, and
-	// smaller tables for compaction to map.
+	// 8 MiB each: with a million events pending, the server's memory soon
+	// after a load was 248 MB, against 307 MB with 16 MiB each (one run
+	// each of scripts/bench -scale): less arena and cache, a lower GC
+	// goal, and fewer table pages mapped.
 	memTable := opts.MemTableSize
 	if memTable <= 0 {
 		memTable = 8 << 20

@@ -24,8 +24,9 @@ import (
 const (
 	// metaVersion 3: the meta ends with the request's place in the journal.
 	// Version 2 (no place: the request is in Badger) is still read.
-	metaVersion    = 3
-	requestVersion = 1
+	metaVersion              = 3
+	metaVersionInlineRequest = 2
+	requestVersion           = 1
 )
 
 // refLen: the request's place at the end of a meta: segment (8), offset
@@ -99,7 +100,7 @@ func appendTime(b []byte, t time.Time) []byte {
 // v belongs to Badger.
 func decodeMeta(v []byte, e *Event) error {
 	d := metaDecoder{b: v}
-	if len(v) == 0 || v[0] != metaVersion && v[0] != 2 {
+	if len(v) == 0 || v[0] != metaVersion && v[0] != metaVersionInlineRequest {
 		return fmt.Errorf("%w: unknown version", errMetaCorrupt)
 	}
 	withRef := v[0] == metaVersion

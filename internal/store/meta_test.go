@@ -54,7 +54,7 @@ func TestMetaCorruptIsAnError(t *testing.T) {
 		"trailing bytes":         append(good[:len(good):len(good)], 0),
 		"huge count":             {metaVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"no place":               good[:len(good)-refLen],
-		"version 2 with a place": append([]byte{2}, good[1:]...),
+		"version 2 with a place": append([]byte{metaVersionInlineRequest}, good[1:]...),
 	} {
 		if err := decodeMeta(v, new(Event)); !errors.Is(err, errMetaCorrupt) {
 			t.Errorf("%s: err = %v, want errMetaCorrupt", name, err)
@@ -81,7 +81,7 @@ func TestRequestCorruptIsAnError(t *testing.T) {
 func TestMetaVersion2Reads(t *testing.T) {
 	want := &Event{ID: "01M8184RAZ1MHK7TK0G983YCWT", Inbox: "in", State: Pending, Attempts: 2}
 	v3 := encodeMeta(want)
-	v2 := append([]byte{2}, v3[1:len(v3)-refLen]...)
+	v2 := append([]byte{metaVersionInlineRequest}, v3[1:len(v3)-refLen]...)
 	var got Event
 	if err := decodeMeta(v2, &got); err != nil {
 		t.Fatal(err)
