@@ -24,6 +24,20 @@ func crash(t *testing.T, db *DB) {
 	}
 }
 
+// wantPending checks that exactly the events ids are pending in inbox "in",
+// each readable.
+func wantPending(t *testing.T, db *DB, ids ...string) {
+	t.Helper()
+	for i, id := range ids {
+		if got, _, err := db.Get(id); err != nil || got.State != Pending {
+			t.Fatalf("event %d (%s): %+v, %v; want it pending", i, id, got, err)
+		}
+	}
+	if n := db.Pending("in"); n != len(ids) {
+		t.Errorf("Pending = %d, want %d", n, len(ids))
+	}
+}
+
 // powerCut is a crash after which Badger's files are as they were at the
 // last checkpoint (kept by keepAtCheckpoints in saved): Badger syncs
 // nothing between checkpoints, so a power cut may take all of it.
@@ -207,18 +221,11 @@ func TestJournalTornAndReusedSegments(t *testing.T) {
 	}
 
 	db = openAt(t, dir)
-	for i, id := range ids {
-		if got, _, err := db.Get(id); err != nil || got.State != Pending {
-			t.Fatalf("event %d after the crash: %v", i, err)
-		}
-	}
+	wantPending(t, db, ids...)
 	for _, id := range deleted {
 		if _, _, err := db.Get(id); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("deleted event %s after the crash: %v", id, err)
 		}
-	}
-	if n := db.Pending("in"); n != len(ids) {
-		t.Errorf("Pending = %d, want %d", n, len(ids))
 	}
 	// The writer goes on in a new segment, not after the torn record.
 	later := enqueue(t, db, "in", "later")
@@ -316,14 +323,7 @@ func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
 	powerCut(t, db, dir, saved)
 
 	db = openAt(t, dir)
-	for _, id := range []string{before, after} {
-		if e, _, err := db.Get(id); err != nil || e.State != Pending {
-			t.Errorf("event %s after a crash: %v", id, err)
-		}
-	}
-	if n := db.Pending("in"); n != 2 {
-		t.Errorf("Pending = %d, want 2", n)
-	}
+	wantPending(t, db, before, after)
 }
 
 // A corrupt checkpoint file is an error at Open, not a silent replay of
@@ -443,13 +443,5 @@ func TestNewSegmentsStartZeroFilled(t *testing.T) {
 		t.Errorf("the new segment is %d bytes, want the spare's %d", info.Size(), j.segmentSize)
 	}
 	crash(t, db)
-	db = openAt(t, dir)
-	for _, id := range ids {
-		if _, _, err := db.Get(id); err != nil {
-			t.Fatalf("event %s after a crash: %v", id, err)
-		}
-	}
-	if n := db.Pending("in"); n != len(ids) {
-		t.Errorf("Pending = %d, want %d", n, len(ids))
-	}
+	wantPending(t, openAt(t, dir), ids...)
 }
