@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = Pending, 0, now, time.Time{}
 	meta := encodeMeta(e)
 	request := encodeRequest(e)
+	requestCRC := crc32.Checksum(request, castagnoli)
 	dedupe := e.DedupeKey != "" && dedupeWindow > 0
 	var dk []byte
 	if dedupe {
@@ -53,7 +55,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 				return nil
 			}
 		}
-		b.putRequest(e, request)
+		b.putRequest(e, request, requestCRC)
 		setMetaRef(meta, e.request)
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},

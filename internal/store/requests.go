@@ -40,7 +40,10 @@ type requestRef struct {
 
 // putRequest writes request (encodeRequest's) into the batch's journal
 // record and sets e.request to its place; the caller then writes e's meta.
-func (b *batch) putRequest(e *Event, request []byte) {
+// crc is the request's CRC-32C: an enqueue computes it before the writer
+// (which is serial) sees it, and compaction keeps the original, so a body
+// damaged on disk stays detectable after it is copied.
+func (b *batch) putRequest(e *Event, request []byte, crc uint32) {
 	var at int
 	b.record, at = appendRequest(b.record, request)
 	b.writes++ // a later failure must not leave the bytes counted
@@ -48,7 +51,7 @@ func (b *batch) putRequest(e *Event, request []byte) {
 		seq:  b.seq,
 		off:  b.offset + int64(at),
 		size: len(request),
-		crc:  crc32.Checksum(request, castagnoli),
+		crc:  crc,
 	}
 	b.live[b.seq] += int64(len(request))
 }
@@ -184,7 +187,7 @@ func (db *DB) compactSegment(s segment) (int, error) {
 				if e.request != p.ref {
 					continue
 				}
-				b.putRequest(e, data[p.ref.off:p.ref.off+int64(p.ref.size)])
+				b.putRequest(e, data[p.ref.off:p.ref.off+int64(p.ref.size)], p.ref.crc)
 				b.live[p.ref.seq] -= int64(p.ref.size)
 				if err := b.putMeta(e); err != nil {
 					return err

@@ -269,3 +269,40 @@ func TestInlineRequestsStillRead(t *testing.T) {
 		t.Errorf("b/ key after Delete: %v", err)
 	}
 }
+
+// Compaction reads a segment record by record, each checked against its
+// CRC: a damaged record is not copied, so a damaged body is never given a
+// fresh checksum, and its event stays an error rather than a wrong body.
+func TestCompactionCopiesNoDamagedRecord(t *testing.T) {
+	db, dir := openTest(t)
+	db.journal.segmentSize = 8 << 10
+	damaged := strings.Repeat("q", 1000)
+	id := enqueue(t, db, "in", damaged)
+	for range 12 {
+		if err := db.Delete(enqueue(t, db, "in", strings.Repeat("x", 1000))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	path := segmentsOnDisk(t, dir)[0]
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, []byte(damaged))
+	if at < 0 {
+		t.Fatal("body not in the first segment")
+	}
+	data[at+500] = 'Q'
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.compactRequests(); err != nil || n != 0 {
+		t.Fatalf("compaction copied %d (%v), want none: the one stored is damaged", n, err)
+	}
+	if _, _, err := db.Get(id); !errors.Is(err, errMetaCorrupt) {
+		t.Errorf("Get of a damaged body after compaction = %v, want %v", err, errMetaCorrupt)
+	}
+}
