@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -167,5 +168,18 @@ func TestParseStatCPUSkipsTheCommandName(t *testing.T) {
 	}
 	if _, err := parseStatCPU("garbage"); err == nil {
 		t.Error("garbage parsed")
+	}
+}
+
+func TestFindTmpfsReadsTheMountTable(t *testing.T) {
+	mounts := "/dev/vda / ext4 rw,relatime 0 0\n" +
+		"tmpfs /run tmpfs rw,nosuid 0 0\n" +
+		"shm /dev/shm tmpfs rw,nosuid,nodev 0 0\n"
+	if got := findTmpfs(bufio.NewScanner(strings.NewReader(mounts)), "/dev/shm"); got != "/dev/shm" {
+		t.Errorf("findTmpfs = %q, want /dev/shm", got)
+	}
+	onDisk := "/dev/vda / ext4 rw 0 0\n/dev/vdb /dev/shm ext4 rw 0 0\n"
+	if got := findTmpfs(bufio.NewScanner(strings.NewReader(onDisk)), "/dev/shm"); got != "" {
+		t.Errorf("findTmpfs = %q for a /dev/shm on ext4, want none", got)
 	}
 }

@@ -3,7 +3,8 @@
 // (reverse_proxy to a no-op and to a slow app), hookinbox's ingest
 // (throughput, and answer latency at fixed rates), its delivery (events/s,
 // accept-to-delivery latency), and with -scale the same with a million
-// events pending. It builds ./cmd/caddy, runs it on generated Caddyfiles
+// events pending. For reference, it also measures ingest with the store on
+// tmpfs, which takes the disk out of the figure. It builds ./cmd/caddy, runs it on generated Caddyfiles
 // with storage in a temporary directory, and prints one Markdown table of
 // figures, ratios and PASS/MISS against the project's targets (-json for
 // machines).
@@ -42,6 +43,7 @@ type config struct {
 	concurrency      int
 
 	main        bool
+	tmpfs       bool
 	scale       bool
 	scaleEvents int64
 	fillConns   int
@@ -93,8 +95,9 @@ func parseFlags() config {
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), heap-fill.pprof and heap-scale.pprof (memory after the -scale fill, and of the restarted server with the backlog)")
+	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), ingest-last.pprof (CPU, last ingest run), heap-fill.pprof and heap-scale.pprof (memory after the -scale fill, and of the restarted server with the backlog)")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
+	flag.BoolVar(&c.tmpfs, "tmpfs", true, "also measure ingest with the store on tmpfs (/dev/shm), which shows what the disk costs")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, storage)")
 	flag.Parse()
 	return c

@@ -29,9 +29,13 @@ type bench struct {
 
 	noop, slow, gated *app
 	server            *caddyServer
+	// The reference inbox with its store on tmpfs (tmpfs.go), if taken.
+	tmpfs    *caddyServer
+	parked   *app
+	tmpfsDir string
 
 	// Where each target listens.
-	respondURL, proxyNoopURL, proxySlowURL, ingestURL, backlogURL, defaultURL string
+	respondURL, proxyNoopURL, proxySlowURL, ingestURL, backlogURL, defaultURL, tmpfsURL string
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -105,6 +109,7 @@ func run(c config) (*report, error) {
 func (b *bench) measureMain(withInbox bool) error {
 	defer func() {
 		b.server.stop()
+		b.stopTmpfs()
 		for _, a := range []*app{b.noop, b.slow, b.gated} {
 			if a != nil {
 				a.close()
@@ -119,6 +124,14 @@ func (b *bench) measureMain(withInbox bool) error {
 			return err
 		}
 		b.measureIdle()
+		if root := tmpfsRoot(); b.c.tmpfs && root != "" {
+			b.logf("starting the reference caddy, its store in %s", root)
+			if err := b.startTmpfs(root); err != nil {
+				return err
+			}
+		} else if b.c.tmpfs {
+			b.note("no tmpfs at /dev/shm: the ingest reference without a disk was not taken")
+		}
 	}
 	if err := b.measureThroughput(withInbox); err != nil {
 		return err
@@ -273,6 +286,10 @@ func (b *bench) measureThroughput(withInbox bool) error {
 			target{"hookinbox ingest, delivering", r.Ingest, b.ingestRun},
 		)
 	}
+	if b.tmpfs != nil {
+		r.IngestTmpfs = new(throughput)
+		targets = append(targets, target{"hookinbox ingest, tmpfs", r.IngestTmpfs, b.tmpfsRun})
+	}
 	for run := range b.c.runs {
 		for _, t := range targets {
 			perS, failed := t.take(run)
@@ -349,9 +366,13 @@ func (b *bench) drain(a *app, n int, what string) {
 func (b *bench) backlogRun(run int) (float64, int64) {
 	b.gated.reset()
 	b.gated.hold()
-	if run == 0 {
+	switch {
+	case run == 0:
 		// Done before the load ends: the delivery profile starts then.
 		b.profile("ingest.pprof", b.c.duration)
+	case run == b.c.runs-1:
+		// Ingest slows as a run's store grows: this one shows why.
+		b.profile("ingest-last.pprof", b.c.duration)
 	}
 	res := b.sender.closedLoop(closedLoad{url: b.backlogURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
 	if run == 0 {

@@ -22,6 +22,9 @@ type report struct {
 	// IngestBusy is hookinbox's answer rate (verified, stored with fsync,
 	// 200) while the app holds its deliveries: a burst being absorbed.
 	IngestBusy *throughput `json:"ingest_app_busy,omitempty"`
+	// IngestTmpfs is IngestBusy with the store on tmpfs (tmpfs.go): the
+	// same work without the disk, for reference.
+	IngestTmpfs *throughput `json:"ingest_app_busy_tmpfs,omitempty"`
 	// Ingest is the same while deliveries to a no-op app keep pace and
 	// share the machine: the rate hookinbox sustains.
 	Ingest *throughput `json:"ingest_delivering,omitempty"`
@@ -200,11 +203,18 @@ func (r *report) writeMarkdown(w io.Writer) {
 	tput("Caddy `reverse_proxy` → no-op app", r.ProxyNoop, "req/s")
 	tput("Caddy `reverse_proxy` → "+c.SlowApp+" app", r.ProxySlow, "req/s")
 	tput("hookinbox ingest, app busy (verify, fsync, 200)", r.IngestBusy, "req/s")
+	tput("hookinbox ingest, app busy, store on tmpfs (reference: the same work, no disk)", r.IngestTmpfs, "req/s")
 	tput("hookinbox ingest, delivering to a no-op app meanwhile", r.Ingest, "req/s")
 	tput(fmt.Sprintf("hookinbox delivered to no-op app, %d in flight (backlog of %s)", c.Connections, count(float64(r.Backlog))), r.Delivered, "events/s")
 	tput(fmt.Sprintf("hookinbox delivered to no-op app, %s (backlog of %s)", concurrencyText(c.Concurrency), count(float64(c.Backlog))), r.DeliveredDefault, "events/s")
 	if v, ok := ratio(r.DeliveredDefault, r.ProxyNoop); ok {
 		row("delivered/s at "+concurrencyText(c.Concurrency)+" / reverse_proxy no-op", strconv.FormatFloat(v, 'f', 2, 64), "", "")
+	}
+	if v, ok := ratio(r.IngestTmpfs, r.Respond); ok {
+		row("ingest on tmpfs (no disk) / respond", strconv.FormatFloat(v, 'f', 2, 64), "", "")
+	}
+	if v, ok := ratio(r.IngestTmpfs, r.ProxyNoop); ok {
+		row("ingest on tmpfs (no disk) / reverse_proxy no-op", strconv.FormatFloat(v, 'f', 2, 64), "", "")
 	}
 	if v, ok := ratio(r.Ingest, r.ProxyNoop); ok {
 		row("ingest while delivering / reverse_proxy no-op", strconv.FormatFloat(v, 'f', 2, 64), "", "")

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// The disk's share of ingest. A second caddy serves the same inbox as
+// "ingest, app busy" with its store on tmpfs: every write and fdatasync
+// still happens, but in memory, so no request waits on the disk and the
+// kernel does no block I/O. The CPU work is the same, so the gap between
+// the two figures, taken in the same rounds, is what durability on this
+// machine's disk costs; the rest of the gap to `respond` is CPU.
+
+// tmpfsRoot is where the reference store goes: /dev/shm when it is a
+// tmpfs, else "" (no reference is taken).
+func tmpfsRoot() string {
+	f, err := os.Open("/proc/mounts")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	return findTmpfs(bufio.NewScanner(f), "/dev/shm")
+}
+
+// findTmpfs returns dir if the mount table lists a tmpfs mounted there.
+func findTmpfs(mounts *bufio.Scanner, dir string) string {
+	for mounts.Scan() {
+		// device mountpoint fstype options dump pass
+		fields := strings.Fields(mounts.Text())
+		if len(fields) >= 3 && fields[1] == dir && fields[2] == "tmpfs" {
+			return dir
+		}
+	}
+	return ""
+}
+
+// startTmpfs starts the reference caddy, with its store in a directory of
+// its own under root, and an app that holds every delivery for the whole
+// run: nothing is ever delivered, so the store only grows, as the
+// app-busy inbox's does while its app is held.
+func (b *bench) startTmpfs(root string) error {
+	dir, err := os.MkdirTemp(root, "hookbench-")
+	if err != nil {
+		return err
+	}
+	b.tmpfsDir = dir
+	if b.parked, err = startApp(0); err != nil {
+		return err
+	}
+	b.parked.hold()
+	admin, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	b.tmpfsURL = "http://" + addr + "/"
+	config := caddyfile(admin, filepath.Join(dir, "storage"), []site{
+		{addr, inboxDirectives("tmpfs", b.parked.url(deliveredPath), "timeout 10m")},
+	})
+	if b.tmpfs, err = startCaddy(b.bin, b.dir, "tmpfs", config, admin); err != nil {
+		return err
+	}
+	if err := b.tmpfs.waitListening(30*time.Second, addr); err != nil {
+		return err
+	}
+	return b.waitReady(b.tmpfsURL, 20*time.Second)
+}
+
+// stopTmpfs stops the reference caddy and frees its memory.
+func (b *bench) stopTmpfs() {
+	if b.tmpfs != nil {
+		b.tmpfs.stop()
+	}
+	if b.parked != nil {
+		b.parked.close()
+	}
+	if b.tmpfsDir != "" {
+		os.RemoveAll(b.tmpfsDir)
+	}
+}
+
+// tmpfsRun is one closed-loop run against the reference inbox.
+func (b *bench) tmpfsRun(int) (float64, int64) {
+	res := b.sender.closedLoop(closedLoad{url: b.tmpfsURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
+	return res.perSecond(), res.Failed
+}
