@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/deliver"
@@ -120,6 +121,9 @@ type Handler struct {
 	schemes        []string
 	retry          []time.Duration
 	logger         *zap.Logger
+	// This inbox's counters, looked up once: a label lookup per request
+	// hashes the inbox name and takes the vector's lock.
+	received, accepted, duplicates prometheus.Counter
 }
 
 // Respond is the answer to an accepted request.
@@ -213,6 +217,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting hookinbox app: %v", err)
 	}
 	h.app = appIface.(*App)
+	m := h.app.metrics
+	h.received = m.received.WithLabelValues(h.Inbox)
+	h.accepted = m.accepted.WithLabelValues(h.Inbox)
+	h.duplicates = m.duplicates.WithLabelValues(h.Inbox)
 	return h.app.register(deliver.Inbox{
 		Name:        h.Inbox,
 		Forward:     h.Forward,
@@ -229,7 +237,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	repl.Set("http.hookinbox.inbox", h.Inbox)
-	h.app.metrics.received.WithLabelValues(h.Inbox).Inc()
+	h.received.Inc()
 
 	if !slices.Contains(h.Methods, r.Method) {
 		w.Header().Set("Allow", strings.Join(h.Methods, ", "))
@@ -288,9 +296,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	repl.Set("http.hookinbox.event_id", id)
 	if duplicate {
-		h.app.metrics.duplicates.WithLabelValues(h.Inbox).Inc()
+		h.duplicates.Inc()
 	} else {
-		h.app.metrics.accepted.WithLabelValues(h.Inbox).Inc()
+		h.accepted.Inc()
 	}
 	return h.accept(w, repl, id)
 }
