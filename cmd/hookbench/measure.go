@@ -324,7 +324,10 @@ func (b *bench) ingestRun(run int) (float64, int64) {
 
 // profile takes a CPU profile of the main caddy for d, in the background,
 // into the -profile directory.
-func (b *bench) profile(name string, d time.Duration) {
+func (b *bench) profile(name string, d time.Duration) { b.profileOf(b.server, name, d) }
+
+// profileOf is profile of any caddy the harness started.
+func (b *bench) profileOf(s *caddyServer, name string, d time.Duration) {
 	if b.c.profile == "" {
 		return
 	}
@@ -334,7 +337,7 @@ func (b *bench) profile(name string, d time.Duration) {
 			b.note("CPU profile: %v", err)
 			return
 		}
-		if err := b.server.pprof(fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), path); err != nil {
+		if err := s.pprof(fmt.Sprintf("profile?seconds=%d", max(1, int(d.Seconds()))), path); err != nil {
 			b.note("CPU profile %s: %v", name, err)
 			return
 		}
