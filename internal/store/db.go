@@ -104,6 +104,8 @@ type DB struct {
 	failed atomic.Pointer[error]
 	// splits counts batches split because Badger found them too big.
 	splits atomic.Int64
+	// written counts the bytes of journal records written (memory.go).
+	written atomic.Int64
 
 	mu sync.Mutex
 	// counts is the persisted count per inbox and stored state (a leased
@@ -182,9 +184,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	db.writerWG.Add(1)
 	go db.writer()
-	db.bgWG.Add(2)
+	db.bgWG.Add(3)
 	go db.janitor()
 	go db.checkpointer()
+	go db.releaser()
 	return db, nil
 }
 

@@ -305,6 +305,7 @@ func (db *DB) commit(ops []*op) int {
 		if errors.Is(err, errSyncFailed) || errors.Is(err, errApply) {
 			db.fail(err)
 		}
+		db.written.Add(int64(len(b.record)))
 		db.record = b.record[:0]
 	}
 	if err != nil {
