@@ -217,10 +217,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting hookinbox app: %v", err)
 	}
 	h.app = appIface.(*App)
-	m := h.app.metrics
-	h.received = m.received.WithLabelValues(h.Inbox)
-	h.accepted = m.accepted.WithLabelValues(h.Inbox)
-	h.duplicates = m.duplicates.WithLabelValues(h.Inbox)
+	h.countInto(h.app.metrics)
 	return h.app.register(deliver.Inbox{
 		Name:        h.Inbox,
 		Forward:     h.Forward,
@@ -231,6 +228,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Concurrency: h.Concurrency,
 		Ordered:     h.Ordered,
 	})
+}
+
+// countInto looks up this inbox's request counters in m.
+func (h *Handler) countInto(m *metrics) {
+	h.received = m.received.WithLabelValues(h.Inbox)
+	h.accepted = m.accepted.WithLabelValues(h.Inbox)
+	h.duplicates = m.duplicates.WithLabelValues(h.Inbox)
 }
 
 // ServeHTTP checks, stores and answers. It never waits on the app.

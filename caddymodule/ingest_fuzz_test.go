@@ -45,6 +45,7 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 			metrics: newMetrics(prometheus.NewRegistry()),
 		},
 	}
+	h.countInto(h.app.metrics)
 	for _, vc := range h.Verify {
 		v, err := vc.verifier(secretReplacer())
 		if err != nil {
