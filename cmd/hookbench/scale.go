@@ -79,17 +79,10 @@ func (b *bench) measureScale() error {
 	}
 	servers := make([]*scaleServer, 2)
 	for i, name := range []string{"empty", "full"} {
-		admin, err := freeAddr()
+		config, admin, addr, err := oneInbox(filepath.Join(b.dir, "storage-"+name), "scale", "http://"+down+deliveredPath, "retry 24h")
 		if err != nil {
 			return err
 		}
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		config := caddyfile(admin, filepath.Join(b.dir, "storage-"+name), []site{
-			{addr, inboxDirectives("scale", "http://"+down+deliveredPath, "retry 24h")},
-		})
 		s := &scaleServer{name: name, config: config, admin: admin, addr: addr}
 		if err := b.startScale(s); err != nil {
 			return err

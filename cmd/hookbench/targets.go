@@ -98,6 +98,18 @@ func plainCaddyfile(admin string, sites []site) string {
 	return strings.Replace(cf, "\thookinbox {\n\t\tstorage -\n\t}\n", "", 1)
 }
 
+// oneInbox is a whole config, on free ports, of one site that is one
+// inbox: what the scale and tmpfs servers run.
+func oneInbox(storage, inbox, forward string, extra ...string) (config, admin, addr string, err error) {
+	if admin, err = freeAddr(); err != nil {
+		return "", "", "", err
+	}
+	if addr, err = freeAddr(); err != nil {
+		return "", "", "", err
+	}
+	return caddyfile(admin, storage, []site{{addr, inboxDirectives(inbox, forward, extra...)}}), admin, addr, nil
+}
+
 // inboxDirectives is the hookinbox handler the benchmark measures: Stripe
 // verification, the default options except those in extra.
 func inboxDirectives(inbox, forward string, extra ...string) string {

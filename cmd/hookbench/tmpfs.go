@@ -52,18 +52,11 @@ func (b *bench) startTmpfs(root string) error {
 		return err
 	}
 	b.parked.hold()
-	admin, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	addr, err := freeAddr()
+	config, admin, addr, err := oneInbox(filepath.Join(dir, "storage"), "tmpfs", b.parked.url(deliveredPath), "timeout 10m")
 	if err != nil {
 		return err
 	}
 	b.tmpfsURL = "http://" + addr + "/"
-	config := caddyfile(admin, filepath.Join(dir, "storage"), []site{
-		{addr, inboxDirectives("tmpfs", b.parked.url(deliveredPath), "timeout 10m")},
-	})
 	if b.tmpfs, err = startCaddy(b.bin, b.dir, "tmpfs", config, admin); err != nil {
 		return err
 	}
