@@ -4,10 +4,10 @@
 // (throughput, and answer latency at fixed rates), its delivery (events/s,
 // accept-to-delivery latency), and with -scale the same with a million
 // events pending. For reference, it also measures ingest with the store on
-// tmpfs, which takes the disk out of the figure. It builds ./cmd/caddy, runs it on generated Caddyfiles
-// with storage in a temporary directory, and prints one Markdown table of
-// figures, ratios and PASS/MISS against the project's targets (-json for
-// machines).
+// tmpfs, which takes the disk out of the figure. It builds ./cmd/caddy,
+// runs it on generated Caddyfiles with storage in a temporary directory,
+// and prints one Markdown table of figures, ratios and PASS/MISS against
+// the project's targets (-json for machines).
 //
 //	go run ./cmd/hookbench                      # ~2-3 minutes
 //	go run ./cmd/hookbench -duration 3s -runs 1  # a quick look

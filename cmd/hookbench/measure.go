@@ -374,7 +374,8 @@ func (b *bench) backlogRun(run int) (float64, int64) {
 		// Done before the load ends: the delivery profile starts then.
 		b.profile("ingest.pprof", b.c.duration)
 	case run == b.c.runs-1:
-		// Ingest slows as a run's store grows: this one shows why.
+		// Later runs, on a larger store, are often slower: this profile
+		// is the one to hold against the first.
 		b.profile("ingest-last.pprof", b.c.duration)
 	}
 	res := b.sender.closedLoop(closedLoad{url: b.backlogURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})

@@ -16,8 +16,9 @@ import (
 // So once the store has written a burst and then been idle a while, it asks
 // the runtime to collect and return what is free, a few times as the idle
 // stretch grows (Badger's compactions may run on after the writes stop),
-// and then not again until the next burst. On a small heap at rest, each
-// costs a few milliseconds of one core.
+// and then not again until the next burst. Each costs about 12 ms of CPU
+// and 6 ms of wall time with 30 MB of heap in use and 100 MB to return
+// (measured with a small program on the 2-core machine).
 
 const (
 	// releaseBurst is how much the store must have written since the last
