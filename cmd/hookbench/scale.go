@@ -151,9 +151,10 @@ func (b *bench) measureScale() error {
 	// garbage of the last load, which it holds for a while. Badger keeps
 	// the buffers of up to 8 table builders after a compaction (about 100
 	// MB after a heavy one) and frees one each 2 s without compactions;
-	// then the Go runtime must collect them (an idle server's GC runs
-	// every 2 minutes) and return them. So memory is read twice: soon after
-	// the load, and restAfter after it. The peak (VmHWM) keeps the worst
+	// then the Go runtime must collect them and return them, which the
+	// store asks for 20 s after its last write and again later
+	// (internal/store/memory.go). So memory is read twice: soon after the
+	// load, and restAfter after it. The peak (VmHWM) keeps the worst
 	// moment since the restart.
 	loadEnd := time.Now()
 	if sf.MemorySoon, err = b.memoryAtRest(full.server); err != nil {

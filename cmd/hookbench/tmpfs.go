@@ -66,8 +66,12 @@ func (b *bench) startTmpfs(root string) error {
 	return b.waitReady(b.tmpfsURL, 20*time.Second)
 }
 
-// stopTmpfs stops the reference caddy and frees its memory.
+// stopTmpfs stops the reference caddy and frees its memory. The app lets
+// go of the held deliveries first, or the graceful stop would wait on them.
 func (b *bench) stopTmpfs() {
+	if b.parked != nil {
+		b.parked.release()
+	}
 	if b.tmpfs != nil {
 		b.tmpfs.stop()
 	}

@@ -30,20 +30,25 @@ const (
 	releaseIdle    = 20 * time.Second
 	releaseIdleMax = 160 * time.Second
 	releaseTick    = 5 * time.Second
+
+	// releasesDone: nextIdle past releaseIdleMax, so no release is due
+	// until the next burst.
+	releasesDone = 2 * releaseIdleMax
 )
 
 // memoryRelease decides when to give memory back. It is fed the store's
 // write count and the clock; the caller does the release.
 type memoryRelease struct {
-	written   int64     // bytes written, as last seen
-	changed   time.Time // when written last changed
-	since     int64     // written at the last release
-	nextIdle  time.Duration
-	burstOver bool // the current burst's releases are all done
+	written int64     // bytes written, as last seen
+	changed time.Time // when written last changed
+	since   int64     // written at the last release
+	// nextIdle is how long without a write the next release waits for;
+	// past releaseIdleMax, the current burst's releases are all done.
+	nextIdle time.Duration
 }
 
 func newMemoryRelease(now time.Time) *memoryRelease {
-	return &memoryRelease{changed: now, nextIdle: releaseIdle, burstOver: true}
+	return &memoryRelease{changed: now, nextIdle: releasesDone}
 }
 
 // due reports whether to release now, given the bytes written so far.
@@ -52,17 +57,14 @@ func (m *memoryRelease) due(now time.Time, written int64) bool {
 		m.written, m.changed = written, now
 		if written-m.since >= releaseBurst {
 			// A new burst: its idle stretch starts over.
-			m.burstOver, m.nextIdle = false, releaseIdle
+			m.nextIdle = releaseIdle
 		}
 		return false
 	}
-	if m.burstOver || now.Sub(m.changed) < m.nextIdle {
+	if m.nextIdle > releaseIdleMax || now.Sub(m.changed) < m.nextIdle {
 		return false
 	}
 	m.since = written
-	if m.nextIdle >= releaseIdleMax {
-		m.burstOver = true
-	}
 	m.nextIdle *= 2
 	return true
 }

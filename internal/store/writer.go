@@ -305,7 +305,6 @@ func (db *DB) commit(ops []*op) int {
 		if errors.Is(err, errSyncFailed) || errors.Is(err, errApply) {
 			db.fail(err)
 		}
-		db.written.Add(int64(len(b.record)))
 		db.record = b.record[:0]
 	}
 	if err != nil {
@@ -314,6 +313,7 @@ func (db *DB) commit(ops []*op) int {
 		return len(ops)
 	}
 	db.committed.Store(db.lastTs)
+	db.written.Add(int64(len(b.record)))
 	db.applied(b)
 	for i, o := range ops {
 		o.answer(results[i])
