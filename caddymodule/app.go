@@ -9,7 +9,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -98,24 +100,23 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start opens the store (once per process) and hands this config's inboxes
-// to the delivery workers.
+// Start opens the store (once per process). The config's inboxes and
+// retention take effect only once Caddy has made this config the active
+// one: a config Caddy rejects after some of its apps started changes
+// nothing that runs (see engine).
 func (a *App) Start() error {
-	if err := a.engine.open(a.logger, time.Duration(a.Retention), a.metrics); err != nil {
+	if err := a.engine.open(a.logger, a.metrics); err != nil {
 		return err
 	}
-	inboxes := make([]deliver.Inbox, 0, len(a.inboxes))
-	for _, in := range a.inboxes {
-		inboxes = append(inboxes, in)
-	}
-	a.engine.activate(a, inboxes)
+	a.engine.started(a)
 	return nil
 }
 
-// Stop stops the deliveries only when this config is still the active one:
-// on a reload the new config has already started and taken them over.
+// Stop tells the engine this config is stopping: the old config of a
+// successful reload (the new one then takes over), a rejected config (it
+// never took over), or the last one (the deliveries stop).
 func (a *App) Stop() error {
-	a.engine.deactivate(a)
+	a.engine.stopped(a)
 	return nil
 }
 
@@ -126,8 +127,20 @@ func (a *App) Cleanup() error {
 	if a.engine == nil {
 		return nil
 	}
+	// Caddy cleans up, without stopping it, a config whose apps started
+	// but whose admin setup then failed: it must not wait for ever.
+	a.engine.stopped(a)
 	_, err := engines.Delete(a.Storage)
 	return err
+}
+
+// deliveryInboxes is this config's inboxes, as the delivery workers take them.
+func (a *App) deliveryInboxes() []deliver.Inbox {
+	inboxes := make([]deliver.Inbox, 0, len(a.inboxes))
+	for _, in := range a.inboxes {
+		inboxes = append(inboxes, in)
+	}
+	return inboxes
 }
 
 // register adds one handler's inbox to this config. An inbox name is the
@@ -150,95 +163,132 @@ func (a *App) inbox(name string) (deliver.Inbox, bool) {
 var engines = caddy.NewUsagePool()
 
 // engine is what outlives a config reload: the open store and the delivery
-// workers, with the app whose config is active.
+// workers, with the app whose config they follow.
+//
+// Caddy starts a new config's apps before it stops the old config's, and
+// when one of the new apps fails to start it stops the new apps that had
+// started and keeps the old config (NOTES.md). So a Start does not make a
+// config active while another one is: the new config waits until the
+// active one stops, which Caddy does only once the new one has replaced
+// it. A waiting config that stops instead was rejected, and nothing that
+// runs has changed.
 type engine struct {
 	dir string
+	// db is read by every ingest request without a lock: a request never
+	// waits on a reload or on the deliveries stopping.
+	db atomic.Pointer[store.DB]
 
 	mu      sync.Mutex
-	db      *store.DB
 	hooks   deliver.Hooks
 	deliver *deliver.Service // nil while no config is active
 	active  *App
+	waiting []*App // started, not active yet; oldest first
 }
 
-func (e *engine) open(logger *zap.Logger, retention time.Duration, m *metrics) error {
+func (e *engine) open(logger *zap.Logger, m *metrics) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.db != nil {
-		e.db.SetRetention(retention)
+	if e.db.Load() != nil {
 		return nil
 	}
-	db, err := store.Open(e.dir, store.Options{Retention: retention, Logger: logger.Named("store")})
+	db, err := store.Open(e.dir, store.Options{Logger: logger.Named("store")})
 	if err != nil {
 		return fmt.Errorf("opening inbox store %s: %v", e.dir, err)
 	}
-	e.db = db
+	e.db.Store(db)
 	e.hooks = m.deliverHooks()
 	return nil
 }
 
-// activate makes app's config the one the workers follow.
-func (e *engine) activate(app *App, inboxes []deliver.Inbox) {
+// started takes in a config whose apps are starting: it becomes the
+// active one at once only when no other is.
+func (e *engine) started(app *App) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.active = app
-	if e.deliver == nil {
-		e.deliver = deliver.New(e.db, app.logger.Named("deliver"), e.hooks)
+	if e.active == nil {
+		e.activate(app)
+		return
 	}
-	e.deliver.SetLogger(app.logger.Named("deliver"))
-	e.deliver.Configure(inboxes)
+	if !slices.Contains(e.waiting, app) {
+		e.waiting = append(e.waiting, app)
+	}
 }
 
-// deactivate stops the workers if app is still the active config, which
-// means the server is stopping rather than reloading.
-func (e *engine) deactivate(app *App) {
+// stopped lets go of a config. The active one stopping hands over to the
+// newest waiting config (a reload), or stops the deliveries (the server
+// stops). A waiting one stopping was rejected: nothing changes.
+func (e *engine) stopped(app *App) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.active != app || e.deliver == nil {
+	if app != e.active {
+		e.waiting = slices.DeleteFunc(e.waiting, func(w *App) bool { return w == app })
+		e.mu.Unlock()
+		return
+	}
+	if n := len(e.waiting); n > 0 {
+		next := e.waiting[n-1]
+		e.waiting = nil
+		e.activate(next)
+		e.mu.Unlock()
 		return
 	}
 	e.active = nil
-	e.stopDeliveries()
+	svc := e.deliver
+	e.deliver = nil
+	e.mu.Unlock()
+	// Outside the lock: the admin API and the metrics must not wait for
+	// the deliveries in flight.
+	if svc != nil {
+		stopDeliveries(svc)
+	}
 }
 
-func (e *engine) stopDeliveries() {
+// activate makes app's config the one the workers follow: its inboxes and
+// its retention. Callers hold e.mu.
+func (e *engine) activate(app *App) {
+	e.active = app
+	e.db.Load().SetRetention(time.Duration(app.Retention))
+	if e.deliver == nil {
+		e.deliver = deliver.New(e.db.Load(), app.logger.Named("deliver"), e.hooks)
+	}
+	e.deliver.SetLogger(app.logger.Named("deliver"))
+	e.deliver.Configure(app.deliveryInboxes())
+}
+
+func stopDeliveries(svc *deliver.Service) {
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
-	e.deliver.Stop(ctx)
-	e.deliver = nil
+	svc.Stop(ctx)
 }
 
 // store returns the open store, or nil before the first Start.
-func (e *engine) store() *store.DB {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.db
-}
+func (e *engine) store() *store.DB { return e.db.Load() }
 
 // breakers reports the delivery circuit breakers, or nil when no config
 // is active.
 func (e *engine) breakers() map[string]deliver.BreakerState {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.deliver == nil {
+	svc := e.deliver
+	e.mu.Unlock()
+	if svc == nil {
 		return nil
 	}
-	return e.deliver.Breakers()
+	return svc.Breakers()
 }
 
 // Destruct closes the store when the last config that used it is gone.
 func (e *engine) Destruct() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.db == nil {
+	svc := e.deliver
+	e.deliver, e.active, e.waiting = nil, nil, nil
+	e.mu.Unlock()
+	if svc != nil {
+		stopDeliveries(svc)
+	}
+	db := e.db.Swap(nil)
+	if db == nil {
 		return nil
 	}
-	if e.deliver != nil {
-		e.stopDeliveries()
-	}
-	err := e.db.Close()
-	e.db = nil
-	return err
+	return db.Close()
 }
 
 // Interface guards

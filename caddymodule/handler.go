@@ -272,9 +272,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if db == nil {
 		return h.unavailable(w, repl, "store_unavailable", errors.New("store is not open"))
 	}
-	if h.MaxPending > 0 && db.Pending(h.Inbox) >= h.MaxPending {
-		return h.unavailable(w, repl, "inbox_full", nil)
-	}
 	// Enqueue encodes the event before it returns and keeps none of it,
 	// so the request's own header map can be handed over without a copy.
 	event := &store.Event{
@@ -287,11 +284,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		Verified:  result.Scheme,
 		DedupeKey: h.dedupeKey(r, body, result),
 	}
-	window := time.Duration(h.Dedupe)
+	limits := store.Limits{Dedupe: time.Duration(h.Dedupe), MaxPending: h.MaxPending}
 	if h.DisableDedupe {
-		window = 0
+		limits.Dedupe = 0
 	}
-	id, duplicate, err := db.Enqueue(r.Context(), event, window)
+	id, duplicate, err := db.Enqueue(r.Context(), event, limits)
+	if errors.Is(err, store.ErrInboxFull) {
+		return h.unavailable(w, repl, "inbox_full", nil)
+	}
 	if errors.Is(err, store.ErrNoSpace) {
 		return h.unavailable(w, repl, "storage_full", err)
 	}

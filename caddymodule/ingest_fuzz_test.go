@@ -27,6 +27,8 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
+	e := new(engine)
+	e.db.Store(db)
 	h := &Handler{
 		Inbox:   "fuzz",
 		Forward: "http://127.0.0.1:1/",
@@ -41,7 +43,7 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 		logger:         zap.NewNop(),
 		lastStoreError: new(atomic.Int64),
 		app: &App{
-			engine:  &engine{db: db},
+			engine:  e,
 			metrics: newMetrics(prometheus.NewRegistry()),
 		},
 	}

@@ -47,7 +47,7 @@ func BenchmarkDeliverFromStore(b *testing.B) {
 			wg.Go(func() {
 				for i := w; i < b.N; i += 64 {
 					e := &store.Event{Inbox: "in", Method: http.MethodPost, Body: benchBody, Header: benchHeader, Verified: "stripe"}
-					if _, _, err := db.Enqueue(context.Background(), e, 0); err != nil {
+					if _, _, err := db.Enqueue(context.Background(), e, store.Limits{}); err != nil {
 						b.Error(err)
 						return
 					}

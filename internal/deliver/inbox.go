@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -8,11 +9,22 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/throttle"
 )
 
 // claimErrorWait is how long a dispatcher waits before claiming again after
 // the store failed to answer, so a broken store is not spun on.
 const claimErrorWait = time.Second
+
+// A record the store could not write is tried again after recordRetryMin,
+// doubling up to recordRetryMax.
+const (
+	recordRetryMin = time.Second
+	recordRetryMax = 30 * time.Second
+)
+
+// errorLogEvery: an inbox logs a store that keeps failing once per this.
+const errorLogEvery = 10 * time.Second
 
 // inbox is one inbox's dispatcher and the state its attempts share.
 type inbox struct {
@@ -24,6 +36,10 @@ type inbox struct {
 	// running counts this inbox's attempts in flight: the dispatcher adds,
 	// the attempts subtract when they are done.
 	running atomic.Int64
+	// unrecorded counts the attempts whose record the store could not
+	// write yet; while there are any, nothing new is claimed.
+	unrecorded atomic.Int64
+	errorLog   *throttle.Every
 
 	// changed (new settings) and finished (an attempt is done) wake the
 	// dispatcher. Capacity 1: one pending signal is as good as many, since
@@ -44,6 +60,7 @@ func newInbox(s *Service, name string, set *settings) *inbox {
 		breaker:  newBreaker(s.breakerThreshold, s.breakerCooldown, s.breakerMaxCooldown),
 		changed:  make(chan struct{}, 1),
 		finished: make(chan struct{}, 1),
+		errorLog: throttle.New(errorLogEvery),
 	}
 	in.settings.Store(set)
 	return in
@@ -100,7 +117,8 @@ func (in *inbox) run(quit <-chan struct{}) {
 // the end of the breaker's cooldown, or zero for never.
 func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 	set := in.settings.Load()
-	if set.forward == nil {
+	if set.forward == nil || in.unrecorded.Load() > 0 {
+		// An unrecorded attempt ending wakes the dispatcher (finished).
 		return time.Time{}
 	}
 	limit := int64(set.Concurrency)
@@ -123,7 +141,7 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 		now := time.Now()
 		id, next, err := in.svc.queue.Lease(in.name, now, set.Ordered)
 		if err != nil {
-			in.svc.log().Error("claiming an event", zap.String("inbox", in.name), zap.Error(err))
+			in.storeError("claiming an event", err)
 			return now.Add(claimErrorWait)
 		}
 		if id == "" {
@@ -161,7 +179,7 @@ func (in *inbox) start(id string) {
 		defer done()
 		e, err := s.queue.Load(id, time.Now())
 		if err != nil {
-			s.log().Error("reading an event to deliver", zap.String("inbox", in.name), zap.String("id", id), zap.Error(err))
+			in.storeError("reading an event to deliver", err, zap.String("id", id))
 			// Keep the slot and the lease a moment, so a failing store is
 			// not spun on.
 			select {
@@ -207,24 +225,11 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 	next := schedule(set, e.Attempts-e.ReplayedAfter, a, res.retryAfter, time.Now())
 	transition := in.breaker.record(a.Outcome, time.Now())
 	done()
-	if err := s.queue.Record(e.ID, a, next); err != nil {
-		// Without a record the event must not stay leased for ever: let
-		// it be claimed again (the application may see it twice, which
-		// at-least-once allows).
-		log.Error("recording an attempt", zap.String("outcome", a.Outcome), zap.Error(err))
-		s.queue.Release(e.ID)
+	stored := in.record(e.ID, a, next)
+	if stored == nil {
 		return
 	}
-
-	e.Attempts = a.N
-	switch {
-	case next.Delivered:
-		e.State, e.FinishedAt, e.NextAttemptAt = store.Delivered, a.At.Add(a.Duration), time.Time{}
-	case next.Dead:
-		e.State, e.FinishedAt, e.NextAttemptAt = store.Dead, a.At.Add(a.Duration), time.Time{}
-	default:
-		e.State, e.NextAttemptAt = store.Pending, next.RetryAt
-	}
+	e = stored
 
 	fields := []zap.Field{
 		zap.String("outcome", a.Outcome),
@@ -235,21 +240,23 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 		fields = append(fields, zap.String("error", a.Error))
 	}
 	switch {
-	case next.Delivered:
+	case e.State == store.Delivered:
 		log.Debug("delivered", fields...)
-	case next.Dead:
+	case e.State == store.Dead:
 		log.Error("delivery failed; no attempt left, event is dead", fields...)
+	case a.Outcome == store.OutcomeOK:
+		log.Info("delivered; replayed meanwhile, so delivered again", fields...)
 	default:
-		log.Warn("delivery failed; will retry", append(fields, zap.Time("retry_at", next.RetryAt))...)
+		log.Warn("delivery failed; will retry", append(fields, zap.Time("retry_at", e.NextAttemptAt))...)
 	}
 
 	if h := s.hooks.Attempt; h != nil {
 		h(in.name, e, a)
 	}
-	if h := s.hooks.Delivered; h != nil && next.Delivered {
+	if h := s.hooks.Delivered; h != nil && e.State == store.Delivered {
 		h(in.name, e)
 	}
-	if h := s.hooks.Dead; h != nil && next.Dead {
+	if h := s.hooks.Dead; h != nil && e.State == store.Dead {
 		h(in.name, e)
 	}
 
@@ -268,4 +275,61 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 			h(in.name, false)
 		}
 	}
+}
+
+// record stores attempt a of leased event id with what happens next, and
+// returns the event as stored; nil if it was deleted meanwhile or the
+// service stopped first.
+//
+// While the store cannot write the record, the event stays leased and the
+// record is tried again: released, the event would be due at once, on a
+// schedule the store never saw, and the app would get it again and again
+// as fast as it answers. The inbox claims nothing new meanwhile: no
+// attempt is made that could not be recorded.
+func (in *inbox) record(id string, a store.Attempt, next store.Next) *store.Event {
+	s := in.svc
+	wait, held := recordRetryMin, false
+	defer func() {
+		if held && in.unrecorded.Add(-1) == 0 {
+			signal(in.finished)
+		}
+	}()
+	for {
+		e, err := s.queue.Record(id, a, next)
+		if err == nil {
+			return e
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return nil // deleted while in flight: nothing left to record
+		}
+		if !held {
+			held = true
+			in.unrecorded.Add(1)
+		}
+		in.storeError("recording an attempt; this inbox claims nothing until the store records again", err,
+			zap.String("id", id), zap.String("outcome", a.Outcome))
+		select {
+		case <-time.After(wait):
+		case <-s.ctx.Done():
+			// Stopping: the event is pending in the store and is
+			// delivered again after the restart.
+			s.queue.Release(id)
+			return nil
+		}
+		wait = min(2*wait, recordRetryMax)
+	}
+}
+
+// storeError logs a failure of the store, at most once per errorLogEvery
+// for the inbox: a failing store fails every claim and every record.
+func (in *inbox) storeError(msg string, err error, fields ...zap.Field) {
+	ok, held := in.errorLog.Allow(time.Now())
+	if !ok {
+		return
+	}
+	fields = append(fields, zap.String("inbox", in.name), zap.Error(err))
+	if held > 0 {
+		fields = append(fields, zap.Int64("errors_not_logged", held))
+	}
+	in.svc.log().Error(msg, fields...)
 }

@@ -152,13 +152,13 @@ func (q *fakeQueue) Load(id string, now time.Time) (*store.Event, error) {
 	return &e, nil
 }
 
-func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) error {
+func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) (*store.Event, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	fe, ok := q.events[id]
 	if !ok || !fe.leased {
 		q.t.Errorf("Record(%s) on an event not leased", id)
-		return store.ErrNotFound
+		return nil, store.ErrNotFound
 	}
 	if a.N != fe.Attempts+1 {
 		q.t.Errorf("Record(%s): attempt N = %d, want %d", id, a.N, fe.Attempts+1)
@@ -178,7 +178,8 @@ func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) error {
 			q.signalLocked(fe.Inbox)
 		}
 	}
-	return nil
+	e := fe.Event
+	return &e, nil
 }
 
 func (q *fakeQueue) Release(id string) {

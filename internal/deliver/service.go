@@ -48,8 +48,11 @@ type Queue interface {
 	// was finished meanwhile, and its lease is over. On an error the lease
 	// stays: Release it.
 	Load(id string, now time.Time) (*store.Event, error)
-	// Record stores an attempt and what happens next, and ends the lease.
-	Record(id string, a store.Attempt, next store.Next) error
+	// Record stores an attempt and what happens next, ends the lease and
+	// returns the event as stored. When it fails the lease stays (try
+	// again, or Release), but for an event deleted meanwhile
+	// (store.ErrNotFound), whose lease it ends.
+	Record(id string, a store.Attempt, next store.Next) (*store.Event, error)
 	// Release ends a lease without an attempt: the event is due again.
 	Release(id string)
 }
@@ -79,8 +82,8 @@ const (
 
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
 // nil. They are called from the attempt's goroutine, after the attempt is
-// recorded, so they must not block for long. The event they get is as it
-// stands after the attempt (Attempts, State and NextAttemptAt updated).
+// recorded, so they must not block for long. The event they get is the
+// one the record stored (without its request).
 type Hooks struct {
 	Attempt   func(inbox string, e *store.Event, a store.Attempt)
 	Delivered func(inbox string, e *store.Event)

@@ -18,7 +18,7 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			e := &Event{Inbox: "bench", Method: "POST", Path: "/hooks/bench", Body: body}
-			if _, _, err := db.Enqueue(context.Background(), e, time.Hour); err != nil {
+			if _, _, err := db.Enqueue(context.Background(), e, Limits{Dedupe: time.Hour}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -32,7 +32,7 @@ func BenchmarkClaimRecord(b *testing.B) {
 	db, _ := openTest(b)
 	body := make([]byte, 1024)
 	for range b.N {
-		if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "bench", Body: body}, 0); err != nil {
+		if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "bench", Body: body}, Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -42,7 +42,7 @@ func BenchmarkClaimRecord(b *testing.B) {
 		if err != nil || e == nil {
 			b.Fatalf("Claim = %v, %v", e, err)
 		}
-		if err := db.Record(e.ID, Attempt{At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); err != nil {
+		if _, err := db.Record(e.ID, Attempt{At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -37,8 +37,11 @@ func (db *DB) checkpointer() {
 // checkpoint syncs Badger's files and records that every commit finished so
 // far is on disk in Badger, which frees the journal segments before it that
 // hold no stored request.
-// A failed sync fails the store: the kernel may have dropped the pages it
-// could not write, so the journal is kept whole for the next Open.
+// A failed sync of Badger's files fails the store: the kernel may have
+// dropped the pages it could not write, so the journal is kept whole for
+// the next Open. Any other failure (a file that cannot be created or
+// written, a directory made read-only) frees nothing and changes nothing
+// on disk that the journal relies on: the next checkpoint tries again.
 func (db *DB) checkpoint() error {
 	db.checkpointMu.Lock()
 	defer db.checkpointMu.Unlock()
@@ -49,13 +52,21 @@ func (db *DB) checkpoint() error {
 	if version <= db.journal.checkpointedVersion() {
 		return nil
 	}
-	err := syncBadgerFiles(db.dir)
+	err := db.faults.check(StepCheckpoint)
+	if err == nil {
+		err = syncBadgerFiles(db.dir)
+	}
 	if err == nil {
 		err = db.journal.checkpoint(version, db.holdsRequests)
 	}
-	if err != nil {
-		err = fmt.Errorf("%w: checkpoint: %v", errSyncFailed, err)
+	if errors.Is(err, errSyncFailed) {
+		err = fmt.Errorf("checkpoint: %w", err)
 		db.fail(err)
+		return err
+	}
+	if err != nil {
+		err = fmt.Errorf("checkpoint (tried again later): %w", err)
+		db.logError("inbox store checkpoint failed", err)
 		return err
 	}
 	if db.afterCheckpoint != nil {
@@ -88,9 +99,12 @@ func syncBadgerFiles(dir string) error {
 		err = f.Sync()
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("syncing %s: %w", name, err)
+			return fmt.Errorf("%w: syncing %s: %v", errSyncFailed, name, err)
 		}
 	}
+	// A failed sync of the directory loses no data, only, at worst, the
+	// names of new files: the checkpoint is not written, and nothing the
+	// journal holds is freed.
 	return syncDir(dir)
 }
 
@@ -119,6 +133,15 @@ func replayJournal(bdb *badger.DB, j *journal) (last uint64, applied int, err er
 		return txn.CommitAt(version, nil)
 	})
 	return last, applied, err
+}
+
+// logError logs a failed write, at most once per errorLogEvery: while the
+// disk fails, every commit fails.
+func (db *DB) logError(msg string, err error) {
+	if ok, held := db.errorLog.Allow(time.Now()); ok {
+		db.logger.Error(msg, zap.String("dir", db.dir), zap.Error(err),
+			zap.Int64("failures_not_logged", held))
+	}
 }
 
 // fail makes every later write of the store fail with err.

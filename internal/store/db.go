@@ -22,10 +22,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
+
+	"github.com/hookinbox/hookinbox/internal/throttle"
 )
 
 // ErrNotFound is returned for an unknown event id.
 var ErrNotFound = errors.New("event not found")
+
+// errorLogEvery: a write that keeps failing is logged once per this.
+const errorLogEvery = 10 * time.Second
 
 // errClosed is returned by calls made after Close.
 var errClosed = errors.New("inbox store is closed")
@@ -47,6 +52,8 @@ type Options struct {
 	// below it new events get ErrNoSpace. Default: 128 MiB (more with a
 	// larger memtable, see space.go); negative: no check.
 	MinFreeBytes int64
+	// Faults, if set (tests), makes steps of the writes fail on demand.
+	Faults *Faults
 }
 
 // Query selects events for List.
@@ -96,6 +103,9 @@ type DB struct {
 
 	// beforeCommit, if set (tests), runs before each commit; an error fails it.
 	beforeCommit func() error
+	faults       *Faults
+	// errorLog spaces out the log lines of writes that keep failing.
+	errorLog *throttle.Every
 	// afterCheckpoint, if set (tests), runs after each checkpoint.
 	afterCheckpoint func()
 	// failed is set when a sync of the journal or of Badger's files failed,
@@ -118,6 +128,8 @@ type DB struct {
 	leases map[string]string
 	// leased: inbox -> number of leases.
 	leased map[string]int
+	// replays: leased events replayed during their attempt (operate.go).
+	replays map[string]bool
 	wakes  map[string]chan struct{}
 	// dueHints and pendingHints: where Claim may start scanning an inbox's
 	// due index and pending index (see hint.go).
@@ -169,10 +181,13 @@ func Open(dir string, opts Options) (*DB, error) {
 		live:         make(map[uint64]int64),
 		leases:       make(map[string]string),
 		leased:       make(map[string]int),
+		replays:      make(map[string]bool),
 		wakes:        make(map[string]chan struct{}),
 		dueHints:     make(map[string]*hint),
 		pendingHints: make(map[string]*hint),
 	}
+	db.faults, j.faults = opts.Faults, opts.Faults
+	db.errorLog = throttle.New(errorLogEvery)
 	db.lastTs = max(bdb.MaxVersion(), last)
 	db.committed.Store(db.lastTs)
 	db.retention.Store(int64(opts.Retention))

@@ -35,16 +35,17 @@ func TestClaimComesBackForWhatBecameClaimable(t *testing.T) {
 	}
 
 	db.beforeCommit = func() error { return errors.New("injected") }
-	if err := db.Record(ids[2], Attempt{At: time.Now(), Outcome: OutcomeOK}, Next{Delivered: true}); err == nil {
+	if _, err := db.Record(ids[2], Attempt{At: time.Now(), Outcome: OutcomeOK}, Next{Delivered: true}); err == nil {
 		t.Fatal("Record with a failing commit succeeded")
 	}
 	db.beforeCommit = nil
+	db.Release(ids[2]) // a failed record keeps the lease
 	if got := claim(); got != ids[2] {
 		t.Errorf("after a failed record of %s, Claim = %s", ids[2], got)
 	}
 
 	// A retry due before the events not yet claimed goes first.
-	if err := db.Record(ids[0], Attempt{At: time.Now(), Outcome: OutcomeServerError}, Next{RetryAt: time.Now().Add(-time.Hour)}); err != nil {
+	if _, err := db.Record(ids[0], Attempt{At: time.Now(), Outcome: OutcomeServerError}, Next{RetryAt: time.Now().Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	if got := claim(); got != ids[0] {

@@ -104,6 +104,7 @@ type journal struct {
 	dir string
 	// datasync syncs a segment's data; tests replace it to fail.
 	datasync func(f *os.File) error
+	faults   *Faults
 	// segmentSize and maxReaders are the constants but in tests.
 	segmentSize int64
 	maxReaders  int
@@ -353,7 +354,11 @@ func (j *journal) append(version uint64, rec []byte) error {
 		return fmt.Errorf("%w: no open segment", errJournalWrite)
 	}
 	sealRecord(rec, j.curSeg.seq, version)
-	if _, err := j.cur.WriteAt(rec, j.curOff); err != nil {
+	err := j.faults.check(StepJournalWrite)
+	if err == nil {
+		_, err = j.cur.WriteAt(rec, j.curOff)
+	}
+	if err != nil {
 		// Whatever part of rec reached the file ends the segment for
 		// replay: it fails its checksum.
 		j.mu.Lock()
@@ -361,7 +366,11 @@ func (j *journal) append(version uint64, rec []byte) error {
 		j.mu.Unlock()
 		return fmt.Errorf("%w: %v", errJournalWrite, err)
 	}
-	if err := j.datasync(j.cur); err != nil {
+	err = j.faults.check(StepSync)
+	if err == nil {
+		err = j.datasync(j.cur)
+	}
+	if err != nil {
 		return fmt.Errorf("%w: %v", errSyncFailed, err)
 	}
 	j.curOff += int64(len(rec))

@@ -124,7 +124,7 @@ func TestJournalRestoresCommitsAfterTheCheckpoint(t *testing.T) {
 			if e == nil || e.ID != delivered {
 				t.Fatalf("claim = %v", e)
 			}
-			if err := db.Record(e.ID, Attempt{N: 1, At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); err != nil {
+			if _, err := db.Record(e.ID, Attempt{N: 1, At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); err != nil {
 				t.Fatal(err)
 			}
 			pending := []string{enqueue(t, db, "in", big+"2"), enqueue(t, db, "in", "small")}
@@ -279,13 +279,13 @@ func TestJournalSyncFailureFailsTheStore(t *testing.T) {
 
 	db.journal.datasync = func(*os.File) error { return errors.New("input/output error") }
 	body := []byte(strings.Repeat("b", 2*valueThreshold))
-	_, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
+	_, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, Limits{})
 	if !errors.Is(err, errSyncFailed) {
 		t.Fatalf("Enqueue during a failed sync = %v, want %v", err, errSyncFailed)
 	}
 	db.journal.datasync = datasync
 
-	_, _, err = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, 0)
+	_, _, err = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: body}, Limits{})
 	if !errors.Is(err, errSyncFailed) {
 		t.Errorf("Enqueue after a failed sync = %v, want %v", err, errSyncFailed)
 	}
@@ -316,7 +316,7 @@ func TestJournalWriteFailureFailsOneCommit(t *testing.T) {
 	saved := keepAtCheckpoints(t, db, dir)
 	before := enqueue(t, db, "in", "before")
 	db.journal.cur.Close() // the next write fails
-	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("lost")}, 0); !errors.Is(err, errJournalWrite) {
+	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("lost")}, Limits{}); !errors.Is(err, errJournalWrite) {
 		t.Fatalf("Enqueue with a failing journal write = %v, want %v", err, errJournalWrite)
 	}
 	after := enqueue(t, db, "in", "after")

@@ -33,7 +33,16 @@ func (db *DB) Replay(id string, now time.Time) error {
 // replay makes e pending and due at now, with a fresh retry schedule: a
 // user replays once the app is fixed, and an app still failing then gets
 // the whole schedule again rather than one attempt. Attempt numbers go on.
+//
+// An event whose attempt is in flight is marked too: the record of that
+// attempt would otherwise finish it, and the replay would be lost. The
+// record then makes it pending again (Record).
 func (b *batch) replay(e *Event, now time.Time) error {
+	b.db.mu.Lock()
+	if _, leased := b.db.leases[e.ID]; leased {
+		b.db.replays[e.ID] = true
+	}
+	b.db.mu.Unlock()
 	e.ReplayedAfter = e.Attempts
 	return b.transition(e, Pending, now, time.Time{})
 }

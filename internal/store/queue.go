@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,17 +18,49 @@ import (
 	"github.com/oklog/ulid/v2"
 )
 
+// ErrInboxFull is returned by Enqueue when the inbox holds Limits.MaxPending
+// events waiting for delivery.
+var ErrInboxFull = errors.New("the inbox holds its maximum of pending events")
+
+// Limits are an inbox's rules for new events.
+type Limits struct {
+	// Dedupe: a second event with the same DedupeKey within this long is
+	// not stored. Zero: no dedupe.
+	Dedupe time.Duration
+	// MaxPending: with this many events pending (or being delivered), a new
+	// one is refused with ErrInboxFull. Zero: no cap.
+	MaxPending int
+}
+
+// maxDedupeKey is the longest sender key kept as it is; a longer one is
+// kept as its hash. Sender ids are short; a long one is a mistake or an
+// attack, and would be returned by every listing.
+const maxDedupeKey = 200
+
+// boundDedupeKey returns k, or its hash if k is longer than maxDedupeKey.
+func boundDedupeKey(k string) string {
+	if len(k) <= maxDedupeKey {
+		return k
+	}
+	h := sha256.Sum256([]byte(k))
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
 // Enqueue stores e durably (synced to disk before it returns) as pending, due at
 // once, assigning e.ID (a ULID: ids sort by arrival) and ReceivedAt if zero.
 // If e.DedupeKey != "" and an event with the same (inbox, key) was stored
-// within dedupeWindow (> 0), it stores nothing and returns that event's id
+// within limits.Dedupe, it stores nothing and returns that event's id
 // with duplicate=true. Two concurrent copies store one: the check runs in the
-// writer, inside the transaction that would store the event. e's header and
-// body are encoded at once; Enqueue keeps no reference to them.
-func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration) (id string, duplicate bool, err error) {
+// writer, inside the transaction that would store the event, and so does
+// the MaxPending cap (a duplicate is answered even when the inbox is full).
+// e's header and body are encoded at once; Enqueue keeps no reference to
+// them.
+func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, duplicate bool, err error) {
 	if e.Inbox == "" || strings.IndexByte(e.Inbox, 0) >= 0 {
 		return "", false, fmt.Errorf("enqueueing: invalid inbox name %q", e.Inbox)
 	}
+	dedupeWindow := limits.Dedupe
+	e.DedupeKey = boundDedupeKey(e.DedupeKey)
 	now := time.Now()
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = now
@@ -54,6 +88,9 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 				dupID = prev
 				return nil
 			}
+		}
+		if limits.MaxPending > 0 && b.pending(e.Inbox) >= limits.MaxPending {
+			return ErrInboxFull
 		}
 		b.putRequest(e, request, requestCRC)
 		setMetaRef(meta, e.request)
@@ -86,7 +123,9 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, dedupeWindow time.Duration)
 		return "", false, err
 	}
 	defer release()
-	if err := db.submit(ctx, o); err != nil {
+	if err := db.submit(ctx, o); errors.Is(err, ErrInboxFull) {
+		return "", false, err
+	} else if err != nil {
 		return "", false, fmt.Errorf("enqueueing event in inbox %s: %w", e.Inbox, err)
 	}
 	if dupID != "" {
@@ -310,6 +349,7 @@ func (db *DB) endLease(id string, wake, stillDue bool) {
 	inbox, ok := db.leases[id]
 	if ok {
 		delete(db.leases, id)
+		delete(db.replays, id)
 		if db.leased[inbox]--; db.leased[inbox] <= 0 {
 			delete(db.leased, inbox)
 		}
@@ -352,10 +392,24 @@ func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 	return e, nil
 }
 
-// Record stores attempt a of event id, applies next (delivered, dead, or
-// pending again at next.RetryAt) and ends the lease. a.N, if zero, is the
-// event's attempt count plus one.
-func (db *DB) Record(id string, a Attempt, next Next) error {
+// Record stores attempt a of leased event id, applies next (delivered,
+// dead, or pending again at next.RetryAt) and ends the lease. It returns
+// the event as stored after the record (without its request). a.N, if
+// zero, is the event's attempt count plus one.
+//
+// An event replayed while its attempt was in flight is pending and due at
+// once after the record, whatever next says: the replay asked for one
+// more delivery after the one in flight.
+//
+// When the record cannot be written the lease stays, so that the event is
+// not attempted again on a schedule the store never saw: the caller tries
+// the record again, or releases the lease. An event deleted meanwhile
+// ends the lease and returns ErrNotFound.
+func (db *DB) Record(id string, a Attempt, next Next) (*Event, error) {
+	if err := db.faults.check(StepRecord); err != nil {
+		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	var stored *Event
 	o := newOp(2048+len(a.Response), func(b *batch) error {
 		e, err := b.getMeta(id)
 		if err != nil {
@@ -375,26 +429,44 @@ func (db *DB) Record(id string, a Attempt, next Next) error {
 		e.Attempts = max(e.Attempts, att.N)
 		now := time.Now()
 		switch {
+		case b.db.replayRequested(id):
+			err = b.replay(e, now)
 		case next.Delivered:
-			return b.transition(e, Delivered, time.Time{}, now)
+			err = b.transition(e, Delivered, time.Time{}, now)
 		case next.Dead:
-			return b.transition(e, Dead, time.Time{}, now)
+			err = b.transition(e, Dead, time.Time{}, now)
 		default:
 			due := next.RetryAt
 			if due.IsZero() {
 				due = now
 			}
-			return b.transition(e, Pending, due, time.Time{})
+			err = b.transition(e, Pending, due, time.Time{})
 		}
+		stored = e
+		return err
 	})
 	// The lease ends after the commit, so the event is never claimable on a
-	// state older than this record; and even if the commit failed, so that
-	// it is retried rather than stuck.
-	o.after = func(committed bool) { db.endLease(id, true, !committed) }
-	if err := db.submit(context.Background(), o); err != nil {
-		return fmt.Errorf("recording attempt of event %s: %w", id, err)
+	// state older than this record.
+	o.after = func(err error) {
+		switch {
+		case err == nil:
+			db.endLease(id, true, false)
+		case errors.Is(err, ErrNotFound):
+			db.endLease(id, false, false)
+		}
 	}
-	return nil
+	if err := db.submit(context.Background(), o); err != nil {
+		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	return stored, nil
+}
+
+// replayRequested tells whether leased event id was replayed during its
+// attempt. Only the writer calls it.
+func (db *DB) replayRequested(id string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return db.replays[id]
 }
 
 // Release ends a lease with no attempt (a graceful stop): the event stays due.

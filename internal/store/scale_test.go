@@ -52,7 +52,7 @@ func TestMillionPending(t *testing.T) {
 		wg.Go(func() {
 			for next.Add(1) <= int64(n) {
 				e := &Event{Inbox: "big", Method: "POST", Path: "/hooks/big", Body: body}
-				if _, _, err := db.Enqueue(context.Background(), e, time.Hour); err != nil {
+				if _, _, err := db.Enqueue(context.Background(), e, Limits{Dedupe: time.Hour}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -109,7 +109,7 @@ func servePhase(t *testing.T, dir string, n int) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "big", Body: body}, 0); err != nil {
+	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "big", Body: body}, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	ready := time.Since(start)
@@ -134,7 +134,7 @@ func servePhase(t *testing.T, dir string, n int) {
 		}
 		slowest = max(slowest, time.Since(t0))
 		claiming += time.Since(t0)
-		if err := db.Record(e.ID, Attempt{At: time.Now(), Outcome: OutcomeOK}, Next{Delivered: true}); err != nil {
+		if _, err := db.Record(e.ID, Attempt{At: time.Now(), Outcome: OutcomeOK}, Next{Delivered: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

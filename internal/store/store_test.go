@@ -49,7 +49,7 @@ func enqueue(t testing.TB, db *DB, inbox, body string) string {
 		Path:   "/hooks/" + inbox,
 		Header: http.Header{"Content-Type": {"application/json"}},
 		Body:   []byte(body),
-	}, 0)
+	}, Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func claim(t testing.TB, db *DB, inbox string, now time.Time, ordered bool) *Eve
 
 func record(t testing.TB, db *DB, id string, outcome string, next Next) {
 	t.Helper()
-	if err := db.Record(id, Attempt{At: time.Now(), Outcome: outcome, Status: 500}, next); err != nil {
+	if _, err := db.Record(id, Attempt{At: time.Now(), Outcome: outcome, Status: 500}, next); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -87,7 +87,7 @@ func TestEnqueueClaimRecordRoundTrip(t *testing.T) {
 		Verified:  "stripe",
 		DedupeKey: "evt_1",
 	}
-	id, dup, err := db.Enqueue(context.Background(), in, time.Hour)
+	id, dup, err := db.Enqueue(context.Background(), in, Limits{Dedupe: time.Hour})
 	if err != nil || dup || id == "" || in.ID != id || in.ReceivedAt.IsZero() {
 		t.Fatalf("Enqueue = %q, %v, %v (event id %q, received %v)", id, dup, err, in.ID, in.ReceivedAt)
 	}
@@ -113,7 +113,7 @@ func TestEnqueueClaimRecordRoundTrip(t *testing.T) {
 	}
 
 	a := Attempt{N: 1, At: time.Now(), Duration: 12 * time.Millisecond, Outcome: OutcomeOK, Status: 200, Response: []byte("ok")}
-	if err := db.Record(id, a, Next{Delivered: true}); err != nil {
+	if _, err := db.Record(id, a, Next{Delivered: true}); err != nil {
 		t.Fatal(err)
 	}
 	got, attempts, err := db.Get(id)
@@ -221,7 +221,7 @@ func TestDedupe(t *testing.T) {
 	ev := func(inbox string) *Event {
 		return &Event{Inbox: inbox, DedupeKey: "evt_1", Body: []byte("x")}
 	}
-	first, dup, err := db.Enqueue(context.Background(), ev("a"), time.Hour)
+	first, dup, err := db.Enqueue(context.Background(), ev("a"), Limits{Dedupe: time.Hour})
 	if err != nil || dup {
 		t.Fatal(dup, err)
 	}
@@ -237,7 +237,7 @@ func TestDedupe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			id, dup, err := db.Enqueue(context.Background(), ev(tt.inbox), tt.window)
+			id, dup, err := db.Enqueue(context.Background(), ev(tt.inbox), Limits{Dedupe: tt.window})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,21 +252,21 @@ func TestDedupe(t *testing.T) {
 
 	t.Run("after the window", func(t *testing.T) {
 		window := 300 * time.Millisecond
-		id1, _, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, window)
+		id1, _, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, Limits{Dedupe: window})
 		if err != nil {
 			t.Fatal(err)
 		}
-		id2, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, window)
+		id2, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, Limits{Dedupe: window})
 		if err != nil || !dup || id2 != id1 {
 			t.Fatalf("within window: %s %v %v", id2, dup, err)
 		}
 		time.Sleep(window + 50*time.Millisecond)
-		id3, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, window)
+		id3, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, Limits{Dedupe: window})
 		if err != nil || dup || id3 == id1 {
 			t.Fatalf("after window: %s %v %v", id3, dup, err)
 		}
 		// The new copy starts a new window.
-		id4, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, window)
+		id4, dup, err := db.Enqueue(context.Background(), &Event{Inbox: "c", DedupeKey: "k"}, Limits{Dedupe: window})
 		if err != nil || !dup || id4 != id3 {
 			t.Fatalf("new window: %s %v %v", id4, dup, err)
 		}
@@ -285,7 +285,7 @@ func TestDedupeConcurrent(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			ids[i], dups[i], errs[i] = db.Enqueue(context.Background(),
-				&Event{Inbox: "gh", DedupeKey: "delivery-1", Body: []byte("x")}, time.Hour)
+				&Event{Inbox: "gh", DedupeKey: "delivery-1", Body: []byte("x")}, Limits{Dedupe: time.Hour})
 		})
 	}
 	close(start)
@@ -454,7 +454,7 @@ func TestReplayInbox(t *testing.T) {
 
 func TestDelete(t *testing.T) {
 	db, _ := openTest(t)
-	id, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", DedupeKey: "k", Body: []byte("x")}, time.Hour)
+	id, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", DedupeKey: "k", Body: []byte("x")}, Limits{Dedupe: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +474,7 @@ func TestDelete(t *testing.T) {
 		t.Errorf("Pending = %d", p)
 	}
 	// Forgotten: the sender's copy is stored anew.
-	if _, dup, _ := db.Enqueue(context.Background(), &Event{Inbox: "in", DedupeKey: "k"}, time.Hour); dup {
+	if _, dup, _ := db.Enqueue(context.Background(), &Event{Inbox: "in", DedupeKey: "k"}, Limits{Dedupe: time.Hour}); dup {
 		t.Error("a deleted event still deduplicates")
 	}
 	if n := countKeys(t, db, id); n != 0 {
@@ -524,7 +524,7 @@ func TestList(t *testing.T) {
 			inbox = "b"
 		}
 		e := &Event{Inbox: inbox, ReceivedAt: t0.Add(time.Duration(i) * time.Minute), Body: []byte("secret body")}
-		if _, _, err := db.Enqueue(context.Background(), e, 0); err != nil {
+		if _, _, err := db.Enqueue(context.Background(), e, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		all = append(all, e.ID)
@@ -641,7 +641,7 @@ func TestInboxesCounts(t *testing.T) {
 	}
 	// Received first (a proxy held it), stored last: due last, but the oldest.
 	first := time.Now().Add(-time.Minute)
-	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "a", ReceivedAt: first}, 0); err != nil {
+	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "a", ReceivedAt: first}, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	enqueue(t, db, "b", "x")
@@ -769,7 +769,7 @@ func TestCommitFailure(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("lost")}, 0)
+			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("lost")}, Limits{})
 		})
 	}
 	wg.Wait()
@@ -782,7 +782,7 @@ func TestCommitFailure(t *testing.T) {
 	if e == nil || e.ID != kept {
 		t.Fatalf("claim = %v", e)
 	}
-	if err := db.Record(e.ID, Attempt{Outcome: OutcomeOK}, Next{Delivered: true}); !errors.Is(err, injected) {
+	if _, err := db.Record(e.ID, Attempt{Outcome: OutcomeOK}, Next{Delivered: true}); !errors.Is(err, injected) {
 		t.Errorf("Record = %v, want the commit error", err)
 	}
 	if p := db.Pending("in"); p != 1 {
@@ -796,7 +796,8 @@ func TestCommitFailure(t *testing.T) {
 	if err != nil || len(evs) != 2 || evs[0].ID != id || evs[1].ID != kept {
 		t.Errorf("stored after recovery: %d events, %v", len(evs), err)
 	}
-	// The failed Record ended the lease: the event is due again.
+	// The failed Record kept the lease; released, the event is due again.
+	db.Release(e.ID)
 	if e := claim(t, db, "in", time.Now(), false); e == nil || e.ID != kept {
 		t.Errorf("after a failed record, claim = %v, want the same event again", e)
 	}
@@ -805,7 +806,7 @@ func TestCommitFailure(t *testing.T) {
 func TestClosed(t *testing.T) {
 	db, _ := openTest(t)
 	db.Close()
-	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in"}, 0); err == nil {
+	if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in"}, Limits{}); err == nil {
 		t.Error("Enqueue after Close succeeded")
 	}
 }
@@ -863,7 +864,7 @@ func TestSplitOnTxnTooBig(t *testing.T) {
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Path: path, Body: []byte("{}")}, 0)
+			_, _, errs[i] = db.Enqueue(context.Background(), &Event{Inbox: "in", Path: path, Body: []byte("{}")}, Limits{})
 		})
 	}
 	wg.Wait()
@@ -896,7 +897,7 @@ func TestConcurrentEnqueueClaim(t *testing.T) {
 	for range producers {
 		wg.Go(func() {
 			for range each {
-				if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("x")}, 0); err != nil {
+				if _, _, err := db.Enqueue(context.Background(), &Event{Inbox: "in", Body: []byte("x")}, Limits{}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -927,7 +928,7 @@ func TestConcurrentEnqueueClaim(t *testing.T) {
 				if e.Attempts == 0 && len(e.ID)%2 == 0 && e.ID[len(e.ID)-1]%2 == 0 {
 					next = Next{RetryAt: time.Now()}
 				}
-				if err := db.Record(e.ID, Attempt{Outcome: OutcomeOK}, next); err != nil {
+				if _, err := db.Record(e.ID, Attempt{Outcome: OutcomeOK}, next); err != nil {
 					t.Error(err)
 					return
 				}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"go.uber.org/zap"
 )
 
 // Group commit. One goroutine owns every mutation: it takes the first queued
@@ -43,8 +42,9 @@ type op struct {
 	apply func(b *batch) error
 	// size estimates the bytes the op writes.
 	size int
-	// after, if set, runs once when the op is answered, committed or not.
-	after func(committed bool)
+	// after, if set, runs once when the op is answered, with its result
+	// (nil: committed).
+	after func(err error)
 	done  chan error
 }
 
@@ -54,7 +54,7 @@ func newOp(size int, apply func(b *batch) error) *op {
 
 func (o *op) answer(err error) {
 	if o.after != nil {
-		o.after(err == nil)
+		o.after(err)
 	}
 	o.done <- err
 }
@@ -121,6 +121,22 @@ func (b *batch) count(inbox string, s State, n int) {
 		b.delta[inbox] = d
 	}
 	d[stateIndex(s)] += n
+}
+
+// pending is the number of pending events of inbox as of this batch: the
+// committed count and this batch's changes so far.
+func (b *batch) pending(inbox string) int {
+	i := stateIndex(Pending)
+	n := 0
+	if d := b.delta[inbox]; d != nil {
+		n = d[i]
+	}
+	b.db.mu.Lock()
+	defer b.db.mu.Unlock()
+	if c := b.db.counts[inbox]; c != nil {
+		n += c[i]
+	}
+	return n
 }
 
 func lowest(m map[string][]byte, inbox string, suffix []byte) {
@@ -245,7 +261,7 @@ func (db *DB) writer() {
 func (db *DB) commit(ops []*op) int {
 	seq, offset, err := db.journal.place()
 	if err != nil {
-		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
+		db.logError("inbox store commit failed", err)
 		db.failAll(ops, make([]error, len(ops)), err)
 		return len(ops)
 	}
@@ -298,7 +314,11 @@ func (db *DB) commit(ops []*op) int {
 		db.lastTs++
 		err = db.journal.append(db.lastTs, b.record)
 		if err == nil {
-			if cerr := b.txn.CommitAt(db.lastTs, nil); cerr != nil {
+			cerr := db.faults.check(StepApply)
+			if cerr == nil {
+				cerr = b.txn.CommitAt(db.lastTs, nil)
+			}
+			if cerr != nil {
 				err = fmt.Errorf("%w: %v", errApply, cerr)
 			}
 		}
@@ -308,7 +328,7 @@ func (db *DB) commit(ops []*op) int {
 		db.record = b.record[:0]
 	}
 	if err != nil {
-		db.logger.Error("inbox store commit failed", zap.String("dir", db.dir), zap.Error(err))
+		db.logError("inbox store commit failed", err)
 		db.failAll(ops, results, err)
 		return len(ops)
 	}
