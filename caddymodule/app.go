@@ -31,6 +31,8 @@ const (
 	// stopGrace bounds how long a stopping server waits for deliveries in
 	// flight before it releases them for redelivery after the restart.
 	stopGrace = 10 * time.Second
+	// openWait bounds how long a request waits for the store to open.
+	openWait = 5 * time.Second
 )
 
 // App is the hookinbox app. It owns the event store (one Badger database per
@@ -91,7 +93,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.metrics = newMetrics(ctx.GetMetricsRegistry())
 
 	val, _, err := engines.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
-		return &engine{dir: a.Storage}, nil
+		return &engine{dir: a.Storage, opened: make(chan struct{})}, nil
 	})
 	if err != nil {
 		return err
@@ -177,6 +179,9 @@ type engine struct {
 	// db is read by every ingest request without a lock: a request never
 	// waits on a reload or on the deliveries stopping.
 	db atomic.Pointer[store.DB]
+	// opened is closed once db is first set.
+	opened     chan struct{}
+	openedOnce sync.Once
 
 	mu      sync.Mutex
 	hooks   deliver.Hooks
@@ -196,6 +201,7 @@ func (e *engine) open(logger *zap.Logger, m *metrics) error {
 		return fmt.Errorf("opening inbox store %s: %v", e.dir, err)
 	}
 	e.db.Store(db)
+	e.openedOnce.Do(func() { close(e.opened) })
 	e.hooks = m.deliverHooks()
 	return nil
 }
@@ -262,6 +268,23 @@ func stopDeliveries(svc *deliver.Service) {
 
 // store returns the open store, or nil before the first Start.
 func (e *engine) store() *store.DB { return e.db.Load() }
+
+// storeWhenOpen returns the open store, waiting up to openWait for the
+// first Start: Caddy starts its apps in random order, so the HTTP servers
+// may take requests a moment before this app has opened the store.
+func (e *engine) storeWhenOpen(ctx context.Context) *store.DB {
+	if db := e.db.Load(); db != nil {
+		return db
+	}
+	t := time.NewTimer(openWait)
+	defer t.Stop()
+	select {
+	case <-e.opened:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return e.db.Load()
+}
 
 // breakers reports the delivery circuit breakers, or nil when no config
 // is active.

@@ -268,7 +268,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return err
 	}
 
-	db := h.app.engine.store()
+	db := h.app.engine.storeWhenOpen(r.Context())
 	if db == nil {
 		return h.unavailable(w, repl, "store_unavailable", errors.New("store is not open"))
 	}

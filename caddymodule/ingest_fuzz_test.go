@@ -27,7 +27,7 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { db.Close() })
-	e := new(engine)
+	e := &engine{opened: make(chan struct{})}
 	e.db.Store(db)
 	h := &Handler{
 		Inbox:   "fuzz",

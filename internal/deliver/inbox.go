@@ -36,8 +36,13 @@ type inbox struct {
 	// running counts this inbox's attempts in flight: the dispatcher adds,
 	// the attempts subtract when they are done.
 	running atomic.Int64
-	// unrecorded counts the attempts whose record the store could not
-	// write yet; while there are any, nothing new is claimed.
+	// recording counts the attempts that are over (their slot is free)
+	// but not recorded yet; unrecorded, those of them the store failed to
+	// record. While any is unrecorded nothing new is claimed, and no more
+	// are claimed than there are slots while as many records are
+	// outstanding: when the store starts failing, at most that many more
+	// attempts are made before delivery stops.
+	recording  atomic.Int64
 	unrecorded atomic.Int64
 	errorLog   *throttle.Every
 
@@ -117,8 +122,7 @@ func (in *inbox) run(quit <-chan struct{}) {
 // the end of the breaker's cooldown, or zero for never.
 func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 	set := in.settings.Load()
-	if set.forward == nil || in.unrecorded.Load() > 0 {
-		// An unrecorded attempt ending wakes the dispatcher (finished).
+	if set.forward == nil {
 		return time.Time{}
 	}
 	limit := int64(set.Concurrency)
@@ -132,7 +136,8 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 	if bl > 0 && int64(bl) < limit {
 		limit = int64(bl)
 	}
-	for in.running.Load() < limit {
+	// A record ending wakes the dispatcher (finished).
+	for in.running.Load() < limit && in.recording.Load() < limit && in.unrecorded.Load() == 0 {
 		select {
 		case <-quit:
 			return time.Time{}
@@ -224,6 +229,7 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 
 	next := schedule(set, e.Attempts-e.ReplayedAfter, a, res.retryAfter, time.Now())
 	transition := in.breaker.record(a.Outcome, time.Now())
+	in.recording.Add(1)
 	done()
 	stored := in.record(e.ID, a, next)
 	if stored == nil {
@@ -290,9 +296,11 @@ func (in *inbox) record(id string, a store.Attempt, next store.Next) *store.Even
 	s := in.svc
 	wait, held := recordRetryMin, false
 	defer func() {
-		if held && in.unrecorded.Add(-1) == 0 {
-			signal(in.finished)
+		if held {
+			in.unrecorded.Add(-1)
 		}
+		in.recording.Add(-1)
+		signal(in.finished)
 	}()
 	for {
 		e, err := s.queue.Record(id, a, next)

@@ -130,7 +130,7 @@ type DB struct {
 	leased map[string]int
 	// replays: leased events replayed during their attempt (operate.go).
 	replays map[string]bool
-	wakes  map[string]chan struct{}
+	wakes   map[string]chan struct{}
 	// dueHints and pendingHints: where Claim may start scanning an inbox's
 	// due index and pending index (see hint.go).
 	dueHints     map[string]*hint

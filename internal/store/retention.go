@@ -35,7 +35,7 @@ func (db *DB) janitor() {
 		case now := <-t.C:
 			n, err := db.expire(now)
 			if err != nil {
-				db.logger.Error("removing events past retention", zap.Error(err))
+				db.logError("removing events past retention", err)
 			} else if n > 0 {
 				db.logger.Info("removed events past retention", zap.Int("events", n))
 			}
@@ -45,7 +45,7 @@ func (db *DB) janitor() {
 			}
 			if now.Sub(lastGC) >= janitorEvery {
 				if n, err := db.compactRequests(); err != nil {
-					db.logger.Error("compacting the journal", zap.Error(err))
+					db.logError("compacting the journal", err)
 				} else if n > 0 {
 					db.logger.Info("compacted the journal", zap.Int("requests_copied", n))
 				}
@@ -158,7 +158,10 @@ func (db *DB) collectGarbage() {
 		}
 		break
 	}
-	if err := syncBadgerFiles(db.dir); err != nil {
-		db.fail(fmt.Errorf("%w: after value log garbage collection: %v", errSyncFailed, err))
+	// As at a checkpoint, only a failed sync is final.
+	if err := syncBadgerFiles(db.dir); errors.Is(err, errSyncFailed) {
+		db.fail(fmt.Errorf("after value log garbage collection: %w", err))
+	} else if err != nil {
+		db.logError("syncing after value log garbage collection", err)
 	}
 }
