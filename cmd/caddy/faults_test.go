@@ -137,14 +137,18 @@ func TestCheckpointThatCannotCreateItsFileIsNotFatal(t *testing.T) {
 	srv := startServer(t, bin, config, addr, logs)
 	defer srv.kill()
 
+	// The first event: the store is open.
+	s := newSender("http://" + addr + "/")
+	sent := []string{`{"n":"first"}`}
+	if a, err := s.send(sent[0]); err != nil || a.status != http.StatusOK {
+		t.Fatalf("first request: %v %d", err, a.status)
+	}
 	blocker := filepath.Join(storage, "journal", "checkpoint.tmp")
 	if err := os.Mkdir(blocker, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	// A full journal segment (16 MiB) starts a checkpoint: send 24 MiB.
-	s := newSender("http://" + addr + "/")
 	pad := strings.Repeat("x", 1<<20)
-	var sent []string
 	for i := range 24 {
 		body := fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, pad)
 		a, err := s.send(body)
