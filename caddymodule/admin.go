@@ -261,7 +261,9 @@ type eventView struct {
 	DedupeKey     string      `json:"dedupe_key,omitempty"`
 }
 
-func newEventView(e *store.Event) eventView {
+// newEventView shows e with the secrets of sv hidden: a path or a sender's
+// event id can hold one too.
+func newEventView(e *store.Event, sv *secretValues) eventView {
 	v := eventView{
 		ID:         e.ID,
 		Inbox:      e.Inbox,
@@ -269,9 +271,9 @@ func newEventView(e *store.Event) eventView {
 		ReceivedAt: e.ReceivedAt,
 		Attempts:   e.Attempts,
 		Method:     e.Method,
-		Path:       e.Path,
+		Path:       sv.hideString(e.Path),
 		Verified:   e.Verified,
-		DedupeKey:  e.DedupeKey,
+		DedupeKey:  sv.hideString(e.DedupeKey),
 	}
 	if !e.NextAttemptAt.IsZero() && e.State == store.Pending {
 		t := e.NextAttemptAt
@@ -293,7 +295,7 @@ func (a *adminAPI) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
-	_, db, err := activeApp()
+	app, db, err := activeApp()
 	if err != nil {
 		return err
 	}
@@ -304,9 +306,10 @@ func (a *adminAPI) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(http.StatusInternalServerError, "%v", err)
 	}
+	sv := app.engine.secretValues()
 	views := make([]eventView, len(events))
 	for i, e := range events {
-		views[i] = newEventView(e)
+		views[i] = newEventView(e, sv)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
 }
@@ -429,7 +432,7 @@ type eventDetail struct {
 	// base64; BodyEncoding says which ("text" or "base64").
 	Body         string `json:"body"`
 	BodyEncoding string `json:"body_encoding"`
-	// BodyRedacted: a secret field of the body was replaced by [redacted].
+	// BodyRedacted: a secret in the body was replaced by [redacted].
 	BodyRedacted bool          `json:"body_redacted,omitempty"`
 	History      []attemptView `json:"history"`
 }
@@ -465,16 +468,22 @@ var outcomeHints = map[string]string{
 // hintFor is the hint for an outcome class ("" for ok and unknown classes).
 func hintFor(outcome string) string { return outcomeHints[outcome] }
 
-func newEventDetail(e *store.Event, attempts []store.Attempt) eventDetail {
+// newEventDetail shows e and its attempts with their secrets redacted: by
+// name (redact.go), then every value of sv wherever it stands, the app's
+// answers included, since an app may echo the request. The body is
+// redacted before it is turned into base64, which would hide a secret from
+// a search but not from a reader.
+func newEventDetail(e *store.Event, attempts []store.Attempt, sv *secretValues) eventDetail {
 	d := eventDetail{
-		eventView: newEventView(e),
-		RawQuery:  redactQuery(e.RawQuery),
-		Header:    redactHeader(e.Header),
+		eventView: newEventView(e, sv),
+		RawQuery:  sv.hideQuery(redactQuery(e.RawQuery)),
+		Header:    sv.hideHeader(redactHeader(e.Header)),
 		History:   make([]attemptView, len(attempts)),
 	}
-	body, changed := redactBody(e.Body)
+	body, byName := redactBody(e.Body)
+	body, byValue := sv.hide(body)
 	d.Body, d.BodyEncoding = textOrBase64(body)
-	d.BodyRedacted = changed
+	d.BodyRedacted = byName || byValue
 	for i, a := range attempts {
 		v := attemptView{
 			N:          a.N,
@@ -483,11 +492,12 @@ func newEventDetail(e *store.Event, attempts []store.Attempt) eventDetail {
 			DurationMS: float64(a.Duration) / float64(time.Millisecond),
 			Outcome:    a.Outcome,
 			Status:     a.Status,
-			Error:      a.Error,
+			Error:      sv.hideString(a.Error),
 			Hint:       hintFor(a.Outcome),
 		}
 		if len(a.Response) > 0 {
-			v.Response, v.ResponseEncoding = textOrBase64(a.Response)
+			response, _ := sv.hide(a.Response)
+			v.Response, v.ResponseEncoding = textOrBase64(response)
 		}
 		d.History[i] = v
 	}
@@ -505,7 +515,7 @@ func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request, id string) 
 	if err := noParameters(r); err != nil {
 		return err
 	}
-	_, db, err := activeApp()
+	app, db, err := activeApp()
 	if err != nil {
 		return err
 	}
@@ -513,7 +523,7 @@ func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request, id string) 
 	if err != nil {
 		return storeError(id, err)
 	}
-	return writeJSON(w, http.StatusOK, newEventDetail(e, attempts))
+	return writeJSON(w, http.StatusOK, newEventDetail(e, attempts, app.engine.secretValues()))
 }
 
 func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request, id string) error {
