@@ -157,7 +157,10 @@ type breakerView struct {
 	Failures int       `json:"failures"`
 }
 
-func (a *adminAPI) inboxes(w http.ResponseWriter, _ *http.Request) error {
+func (a *adminAPI) inboxes(w http.ResponseWriter, r *http.Request) error {
+	if err := noParameters(r); err != nil {
+		return err
+	}
 	app, db, err := activeApp()
 	if err != nil {
 		return err
@@ -258,7 +261,9 @@ type eventView struct {
 	DedupeKey     string      `json:"dedupe_key,omitempty"`
 }
 
-func newEventView(e *store.Event) eventView {
+// newEventView shows e with the secrets of sv hidden: a path or a sender's
+// event id can hold one too.
+func newEventView(e *store.Event, sv *secretValues) eventView {
 	v := eventView{
 		ID:         e.ID,
 		Inbox:      e.Inbox,
@@ -266,9 +271,9 @@ func newEventView(e *store.Event) eventView {
 		ReceivedAt: e.ReceivedAt,
 		Attempts:   e.Attempts,
 		Method:     e.Method,
-		Path:       e.Path,
+		Path:       sv.hideString(e.Path),
 		Verified:   e.Verified,
-		DedupeKey:  e.DedupeKey,
+		DedupeKey:  sv.hideString(e.DedupeKey),
 	}
 	if !e.NextAttemptAt.IsZero() && e.State == store.Pending {
 		t := e.NextAttemptAt
@@ -282,21 +287,29 @@ func newEventView(e *store.Event) eventView {
 }
 
 func (a *adminAPI) listEvents(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseEventQuery(r.URL.Query(), time.Now())
+	v, err := queryOf(r)
+	if err != nil {
+		return err
+	}
+	q, err := parseEventQuery(v, time.Now())
 	if err != nil {
 		return apiError(http.StatusBadRequest, "%v", err)
 	}
-	_, db, err := activeApp()
+	app, db, err := activeApp()
 	if err != nil {
 		return err
 	}
 	events, next, err := db.List(q)
+	if errors.Is(err, store.ErrBadCursor) {
+		return apiError(http.StatusBadRequest, "%s", badCursor)
+	}
 	if err != nil {
 		return apiError(http.StatusInternalServerError, "%v", err)
 	}
+	sv := app.engine.secretValues()
 	views := make([]eventView, len(events))
 	for i, e := range events {
-		views[i] = newEventView(e)
+		views[i] = newEventView(e, sv)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"events": views, "next_cursor": next})
 }
@@ -304,15 +317,14 @@ func (a *adminAPI) listEvents(w http.ResponseWriter, r *http.Request) error {
 // maxListLimit is the largest page the store hands out.
 const maxListLimit = 1000
 
+// badCursor is the answer to a cursor the store did not hand out.
+const badCursor = "invalid cursor: pass the next_cursor of the previous page"
+
 // parseEventQuery reads the filters of GET /hookinbox/events. Times are
 // RFC 3339, or a duration meaning that long before now (since=1h).
 func parseEventQuery(v url.Values, now time.Time) (store.Query, error) {
-	for name := range v {
-		switch name {
-		case "inbox", "state", "since", "until", "limit", "cursor":
-		default:
-			return store.Query{}, fmt.Errorf("unknown parameter %q (known: inbox, state, since, until, limit, cursor)", name)
-		}
+	if err := checkParameters(v, "inbox", "state", "since", "until", "limit", "cursor"); err != nil {
+		return store.Query{}, err
 	}
 	q := store.Query{Inbox: v.Get("inbox"), Cursor: v.Get("cursor")}
 	if s := v.Get("state"); s != "" {
@@ -329,6 +341,9 @@ func parseEventQuery(v url.Values, now time.Time) (store.Query, error) {
 	if q.Until, err = parseTime("until", v.Get("until"), now); err != nil {
 		return q, err
 	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
+		return q, fmt.Errorf("since (%s) must be before until (%s)", v.Get("since"), v.Get("until"))
+	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxListLimit {
@@ -339,9 +354,49 @@ func parseEventQuery(v url.Values, now time.Time) (store.Query, error) {
 	if c := q.Cursor; len(c) > 64 || strings.IndexFunc(c, func(r rune) bool {
 		return !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z')
 	}) >= 0 {
-		return q, errors.New("invalid cursor: pass the next_cursor of the previous page")
+		return q, errors.New(badCursor)
 	}
 	return q, nil
+}
+
+// queryOf parses r's query. r.URL.Query drops what it cannot parse, which
+// would turn a mistyped filter (cursor=%zz) into no filter at all.
+func queryOf(r *http.Request) (url.Values, error) {
+	v, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, apiError(http.StatusBadRequest, "invalid query: %v", err)
+	}
+	return v, nil
+}
+
+// noParameters refuses any query parameter, for the routes that take none:
+// a parameter there is a mistake the caller should hear about.
+func noParameters(r *http.Request) error {
+	v, err := queryOf(r)
+	if err != nil {
+		return err
+	}
+	if err := checkParameters(v); err != nil {
+		return apiError(http.StatusBadRequest, "%v", err)
+	}
+	return nil
+}
+
+// checkParameters refuses a query parameter that is not among known, or is
+// given twice: url.Values.Get would silently use the first value.
+func checkParameters(v url.Values, known ...string) error {
+	for name, values := range v {
+		if len(known) == 0 {
+			return fmt.Errorf("unknown parameter %q (this route takes none)", name)
+		}
+		if !slices.Contains(known, name) {
+			return fmt.Errorf("unknown parameter %q (known: %s)", name, strings.Join(known, ", "))
+		}
+		if len(values) > 1 {
+			return fmt.Errorf("parameter %s given %d times; give it once", name, len(values))
+		}
+	}
+	return nil
 }
 
 var states = []store.State{store.Pending, store.Delivering, store.Delivered, store.Dead}
@@ -377,7 +432,7 @@ type eventDetail struct {
 	// base64; BodyEncoding says which ("text" or "base64").
 	Body         string `json:"body"`
 	BodyEncoding string `json:"body_encoding"`
-	// BodyRedacted: a secret field of the body was replaced by [redacted].
+	// BodyRedacted: a secret in the body was replaced by [redacted].
 	BodyRedacted bool          `json:"body_redacted,omitempty"`
 	History      []attemptView `json:"history"`
 }
@@ -413,16 +468,22 @@ var outcomeHints = map[string]string{
 // hintFor is the hint for an outcome class ("" for ok and unknown classes).
 func hintFor(outcome string) string { return outcomeHints[outcome] }
 
-func newEventDetail(e *store.Event, attempts []store.Attempt) eventDetail {
+// newEventDetail shows e and its attempts with their secrets redacted: by
+// name (redact.go), then every value of sv wherever it stands, the app's
+// answers included, since an app may echo the request. The body is
+// redacted before it is turned into base64, which would hide a secret from
+// a search but not from a reader.
+func newEventDetail(e *store.Event, attempts []store.Attempt, sv *secretValues) eventDetail {
 	d := eventDetail{
-		eventView: newEventView(e),
-		RawQuery:  redactQuery(e.RawQuery),
-		Header:    redactHeader(e.Header),
+		eventView: newEventView(e, sv),
+		RawQuery:  sv.hideQuery(redactQuery(e.RawQuery)),
+		Header:    sv.hideHeader(redactHeader(e.Header)),
 		History:   make([]attemptView, len(attempts)),
 	}
-	body, changed := redactBody(e.Body)
+	body, byName := redactBody(e.Body)
+	body, byValue := sv.hide(body)
 	d.Body, d.BodyEncoding = textOrBase64(body)
-	d.BodyRedacted = changed
+	d.BodyRedacted = byName || byValue
 	for i, a := range attempts {
 		v := attemptView{
 			N:          a.N,
@@ -431,11 +492,12 @@ func newEventDetail(e *store.Event, attempts []store.Attempt) eventDetail {
 			DurationMS: float64(a.Duration) / float64(time.Millisecond),
 			Outcome:    a.Outcome,
 			Status:     a.Status,
-			Error:      a.Error,
+			Error:      sv.hideString(a.Error),
 			Hint:       hintFor(a.Outcome),
 		}
 		if len(a.Response) > 0 {
-			v.Response, v.ResponseEncoding = textOrBase64(a.Response)
+			response, _ := sv.hide(a.Response)
+			v.Response, v.ResponseEncoding = textOrBase64(response)
 		}
 		d.History[i] = v
 	}
@@ -449,8 +511,11 @@ func textOrBase64(b []byte) (string, string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-func (a *adminAPI) showEvent(w http.ResponseWriter, _ *http.Request, id string) error {
-	_, db, err := activeApp()
+func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request, id string) error {
+	if err := noParameters(r); err != nil {
+		return err
+	}
+	app, db, err := activeApp()
 	if err != nil {
 		return err
 	}
@@ -458,10 +523,13 @@ func (a *adminAPI) showEvent(w http.ResponseWriter, _ *http.Request, id string) 
 	if err != nil {
 		return storeError(id, err)
 	}
-	return writeJSON(w, http.StatusOK, newEventDetail(e, attempts))
+	return writeJSON(w, http.StatusOK, newEventDetail(e, attempts, app.engine.secretValues()))
 }
 
-func (a *adminAPI) replayEvent(w http.ResponseWriter, _ *http.Request, id string) error {
+func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request, id string) error {
+	if err := noParameters(r); err != nil {
+		return err
+	}
 	_, db, err := activeApp()
 	if err != nil {
 		return err
@@ -473,13 +541,15 @@ func (a *adminAPI) replayEvent(w http.ResponseWriter, _ *http.Request, id string
 }
 
 func (a *adminAPI) replayInbox(w http.ResponseWriter, r *http.Request, inbox string) error {
-	for name := range r.URL.Query() {
-		if name != "state" {
-			return apiError(http.StatusBadRequest, "unknown parameter %q (known: state)", name)
-		}
+	v, err := queryOf(r)
+	if err != nil {
+		return err
+	}
+	if err := checkParameters(v, "state"); err != nil {
+		return apiError(http.StatusBadRequest, "%v", err)
 	}
 	state := store.Dead
-	if s := r.URL.Query().Get("state"); s != "" {
+	if s := v.Get("state"); s != "" {
 		var err error
 		if state, err = parseState(s); err != nil {
 			return apiError(http.StatusBadRequest, "%v", err)
@@ -514,7 +584,10 @@ func knownInbox(app *App, db *store.DB, inbox string) bool {
 	return slices.ContainsFunc(stats, func(s store.InboxStats) bool { return s.Inbox == inbox })
 }
 
-func (a *adminAPI) deleteEvent(w http.ResponseWriter, _ *http.Request, id string) error {
+func (a *adminAPI) deleteEvent(w http.ResponseWriter, r *http.Request, id string) error {
+	if err := noParameters(r); err != nil {
+		return err
+	}
 	_, db, err := activeApp()
 	if err != nil {
 		return err

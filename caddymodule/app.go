@@ -8,6 +8,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -61,6 +62,10 @@ type App struct {
 	// inboxes is filled by the handlers' Provision, which Caddy runs one
 	// at a time before Start, and only read afterwards: no lock needed.
 	inboxes map[string]deliver.Inbox
+	// secrets are the secret values of every inbox's verifiers, resolved,
+	// filled like inboxes; the engine hides them wherever stored requests
+	// are shown.
+	secrets []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -155,6 +160,11 @@ func (a *App) register(in deliver.Inbox) error {
 	return nil
 }
 
+// noteSecrets adds the resolved secret values of one inbox's verifiers.
+func (a *App) noteSecrets(values []string) {
+	a.secrets = append(a.secrets, values...)
+}
+
 // inbox returns the configured settings of one inbox.
 func (a *App) inbox(name string) (deliver.Inbox, bool) {
 	in, ok := a.inboxes[name]
@@ -188,6 +198,12 @@ type engine struct {
 	deliver *deliver.Service // nil while no config is active
 	active  *App
 	waiting []*App // started, not active yet; oldest first
+	// secrets holds every secret value configured since the store was
+	// opened, and values finds them. A value a reload removed (a rotated
+	// hottok) stays: the events stored under it are still in history.
+	// Hiding too much is harmless; too little is not.
+	secrets map[string]bool
+	values  *secretValues
 }
 
 func (e *engine) open(logger *zap.Logger, m *metrics) error {
@@ -252,6 +268,7 @@ func (e *engine) stopped(app *App) {
 // its retention. Callers hold e.mu.
 func (e *engine) activate(app *App) {
 	e.active = app
+	e.noteSecrets(app.secrets)
 	e.db.Load().SetRetention(time.Duration(app.Retention))
 	if e.deliver == nil {
 		e.deliver = deliver.New(e.db.Load(), app.logger.Named("deliver"), e.hooks)
@@ -264,6 +281,32 @@ func stopDeliveries(svc *deliver.Service) {
 	ctx, cancel := context.WithTimeout(context.Background(), stopGrace)
 	defer cancel()
 	svc.Stop(ctx)
+}
+
+// noteSecrets adds secrets to the ones hidden, and prepares them for
+// hiding (once per config, not per request). e.mu is held.
+func (e *engine) noteSecrets(secrets []string) {
+	if e.secrets == nil {
+		e.secrets = map[string]bool{}
+	}
+	added := false
+	for _, s := range secrets {
+		if !e.secrets[s] {
+			e.secrets[s] = true
+			added = true
+		}
+	}
+	if added {
+		e.values = newSecretValues(slices.Collect(maps.Keys(e.secrets)))
+	}
+}
+
+// secretValues finds the secret values of every inbox configured since the
+// store was opened, for the admin API to hide.
+func (e *engine) secretValues() *secretValues {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.values
 }
 
 // store returns the open store, or nil before the first Start.

@@ -118,7 +118,10 @@ func listCommand() *cobra.Command {
 					q.Set(name, v)
 				}
 			}
-			if n, _ := cmd.Flags().GetInt("limit"); n > 0 {
+			// A limit out of bounds goes to the admin API, whose 400 says
+			// what is allowed, rather than being dropped here.
+			if cmd.Flags().Changed("limit") {
+				n, _ := cmd.Flags().GetInt("limit")
 				q.Set("limit", strconv.Itoa(n))
 			}
 			uri := "/hookinbox/events"

@@ -156,6 +156,10 @@ func TestCommandShowsWhatTheAdminAPIHolds(t *testing.T) {
 		{"replay with both an id and an inbox", []string{"replay", ids[0], "--inbox", "test"}, "not both"},
 		{"replay with nothing", []string{"replay"}, "give an event id"},
 		{"list with a bad state", []string{"list", "--state", "gone"}, "unknown state"},
+		{"list with a cursor that is no event id", []string{"list", "--cursor", "abc"}, "invalid cursor: pass the next_cursor of the previous page (HTTP 400)"},
+		{"list with cursor 0", []string{"list", "--cursor", "0"}, "invalid cursor: pass the next_cursor of the previous page (HTTP 400)"},
+		{"list with a negative limit", []string{"list", "--limit", "-1"}, `limit must be a whole number from 1 to 1000, got "-1" (HTTP 400)`},
+		{"list with a limit over the maximum", []string{"list", "--limit", "5000"}, `limit must be a whole number from 1 to 1000, got "5000" (HTTP 400)`},
 	}
 	for _, tc := range failures {
 		t.Run(tc.name, func(t *testing.T) {

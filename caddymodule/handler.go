@@ -199,14 +199,20 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	repl := secretReplacer()
+	var secrets []string
 	for i, vc := range h.Verify {
 		noteSecretPlaces(vc)
-		v, err := vc.verifier(repl)
+		c, err := vc.config(repl)
+		var v verify.Verifier
+		if err == nil {
+			v, err = verify.New(c)
+		}
 		if err != nil {
 			return fmt.Errorf("inbox %s: verify #%d (%s): %v", h.Inbox, i+1, vc.Scheme, err)
 		}
 		h.verifiers = append(h.verifiers, v)
 		h.schemes = append(h.schemes, vc.Scheme)
+		secrets = append(secrets, c.Secrets...)
 	}
 	if len(h.verifiers) == 0 {
 		h.logger.Warn("inbox accepts every request: no verify is configured")
@@ -218,6 +224,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.countInto(h.app.metrics)
+	h.app.noteSecrets(secrets)
 	return h.app.register(deliver.Inbox{
 		Name:        h.Inbox,
 		Forward:     h.Forward,

@@ -60,6 +60,10 @@ func (db *DB) showLease(e *Event) {
 	}
 }
 
+// ErrBadCursor is List's answer to a cursor that is not one it handed out:
+// the caller's mistake, not the store's.
+var ErrBadCursor = errors.New("invalid cursor")
+
 // List returns events newest first (by arrival), without bodies, and the
 // cursor of the next page ("" on the last page). Since is inclusive, Until
 // exclusive.
@@ -92,9 +96,13 @@ func (db *DB) List(q Query) ([]*Event, string, error) {
 		}
 	}
 	if q.Cursor != "" {
-		if _, err := ulid.ParseStrict(q.Cursor); err != nil {
-			return nil, "", fmt.Errorf("listing events: invalid cursor")
+		u, err := ulid.ParseStrict(q.Cursor)
+		if err != nil {
+			return nil, "", ErrBadCursor
 		}
+		// Ids are stored in upper case; a cursor typed in lower case
+		// decodes to the same id and must seek to the same place.
+		q.Cursor = u.String()
 		if bytes.Compare([]byte(q.Cursor), start) < 0 {
 			start = []byte(q.Cursor)
 		}
