@@ -18,7 +18,7 @@ func TestListCursor(t *testing.T) {
 	var ids []string // newest first
 	for i := range 5 {
 		e := &Event{Inbox: "a", ReceivedAt: t0.Add(time.Duration(i) * time.Minute)}
-		if _, _, err := db.Enqueue(context.Background(), e, 0); err != nil {
+		if _, _, err := db.Enqueue(context.Background(), e, Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		ids = slices.Insert(ids, 0, e.ID)
