@@ -120,7 +120,7 @@ func apiError(status int, format string, args ...any) error {
 }
 
 // activeApp returns the running config's hookinbox app and its open store.
-func activeApp() (*App, *store.DB, error) {
+func activeApp() (*App, store.Store, error) {
 	appIface, err := caddy.ActiveContext().AppIfConfigured("hookinbox")
 	if err != nil {
 		return nil, nil, apiError(http.StatusServiceUnavailable, "no active hookinbox app: %v", err)
@@ -174,7 +174,7 @@ func (a *adminAPI) inboxes(w http.ResponseWriter, r *http.Request) error {
 
 // inboxViews joins the store's statistics with the configured inboxes and
 // their circuit breakers, sorted by name.
-func inboxViews(app *App, db *store.DB, now time.Time) ([]inboxView, error) {
+func inboxViews(app *App, db store.Store, now time.Time) ([]inboxView, error) {
 	stats, err := db.Inboxes()
 	if err != nil {
 		return nil, err
@@ -573,7 +573,7 @@ func (a *adminAPI) replayInbox(w http.ResponseWriter, r *http.Request, inbox str
 }
 
 // knownInbox says whether inbox is configured or has stored events.
-func knownInbox(app *App, db *store.DB, inbox string) bool {
+func knownInbox(app *App, db store.Store, inbox string) bool {
 	if _, ok := app.inbox(inbox); ok {
 		return true
 	}

@@ -7,9 +7,10 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,14 +45,19 @@ const (
 // Handlers use the app even when it is not in the config (it is then
 // created with its defaults).
 type App struct {
-	// Storage is the directory of the Badger database that holds every
-	// inbox's events. Default: Caddy's data directory + "/hookinbox".
+	// StoreRaw is where every inbox's events are kept: a module of the
+	// namespace hookinbox.stores. Default: badger, in Caddy's data
+	// directory + "/hookinbox".
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=hookinbox.stores inline_key=module"`
+
+	// Storage is a shorthand for the badger store in this directory.
 	Storage string `json:"storage,omitempty"`
 
 	// Retention is how long delivered and dead events stay in the history
 	// (and replayable) before they are removed. Default: 720h (30 days).
 	Retention caddy.Duration `json:"retention,omitempty"`
 
+	store   StoreModule
 	engine  *engine
 	metrics *metrics
 	logger  *zap.Logger
@@ -76,20 +82,29 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies the defaults and takes the store's directory from the
-// pool. It does not open the database: `caddy validate` provisions but never
-// starts, and must work while the server holds the directory's lock.
+// Provision applies the defaults and takes the store's engine from the
+// pool. It does not open the store: `caddy validate` provisions but never
+// starts, and must work while the server holds the store (Badger locks its
+// directory).
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
-	if a.Storage == "" {
-		a.Storage = filepath.Join(caddy.AppDataDir(), "hookinbox")
+	switch {
+	case a.StoreRaw != nil && a.Storage != "":
+		return errors.New("storage is a shorthand for store badger: set one or the other")
+	case a.StoreRaw != nil:
+		mod, err := ctx.LoadModule(a, "StoreRaw")
+		if err != nil {
+			return fmt.Errorf("loading the store: %v", err)
+		}
+		a.store = mod.(StoreModule)
+	default:
+		b := &BadgerStore{Dir: a.Storage}
+		if err := b.Provision(ctx); err != nil {
+			return err
+		}
+		a.store = b
 	}
-	dir, err := filepath.Abs(a.Storage)
-	if err != nil {
-		return fmt.Errorf("storage directory %s: %v", a.Storage, err)
-	}
-	a.Storage = dir
 	if a.Retention <= 0 {
 		a.Retention = caddy.Duration(defaultRetention)
 	}
@@ -97,8 +112,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	a.metrics = newMetrics(ctx.GetMetricsRegistry())
 
-	val, _, err := engines.LoadOrNew(a.Storage, func() (caddy.Destructor, error) {
-		return &engine{dir: a.Storage, opened: make(chan struct{})}, nil
+	val, _, err := engines.LoadOrNew(a.store.StoreKey(), func() (caddy.Destructor, error) {
+		return &engine{opener: a.store, opened: make(chan struct{})}, nil
 	})
 	if err != nil {
 		return err
@@ -137,7 +152,7 @@ func (a *App) Cleanup() error {
 	// Caddy cleans up, without stopping it, a config whose apps started
 	// but whose admin setup then failed: it must not wait for ever.
 	a.engine.stopped(a)
-	_, err := engines.Delete(a.Storage)
+	_, err := engines.Delete(a.store.StoreKey())
 	return err
 }
 
@@ -185,10 +200,11 @@ var engines = caddy.NewUsagePool()
 // it. A waiting config that stops instead was rejected, and nothing that
 // runs has changed.
 type engine struct {
-	dir string
+	// opener opens the store: the first config's store module.
+	opener StoreModule
 	// db is read by every ingest request without a lock: a request never
 	// waits on a reload or on the deliveries stopping.
-	db atomic.Pointer[store.DB]
+	db atomic.Pointer[openStore]
 	// opened is closed once db is first set.
 	opened     chan struct{}
 	openedOnce sync.Once
@@ -212,15 +228,18 @@ func (e *engine) open(logger *zap.Logger, m *metrics) error {
 	if e.db.Load() != nil {
 		return nil
 	}
-	db, err := store.Open(e.dir, store.Options{Logger: logger.Named("store")})
+	st, err := e.opener.OpenStore(logger.Named("store"))
 	if err != nil {
-		return fmt.Errorf("opening inbox store %s: %v", e.dir, err)
+		return err
 	}
-	e.db.Store(db)
+	e.db.Store(&openStore{st})
 	e.openedOnce.Do(func() { close(e.opened) })
 	e.hooks = m.deliverHooks()
 	return nil
 }
+
+// openStore holds a store for an atomic pointer.
+type openStore struct{ store.Store }
 
 // started takes in a config whose apps are starting: it becomes the
 // active one at once only when no other is.
@@ -269,9 +288,10 @@ func (e *engine) stopped(app *App) {
 func (e *engine) activate(app *App) {
 	e.active = app
 	e.noteSecrets(app.secrets)
-	e.db.Load().SetRetention(time.Duration(app.Retention))
+	db := e.db.Load()
+	db.SetRetention(time.Duration(app.Retention))
 	if e.deliver == nil {
-		e.deliver = deliver.New(e.db.Load(), app.logger.Named("deliver"), e.hooks)
+		e.deliver = deliver.New(db.Store, app.logger.Named("deliver"), e.hooks)
 	}
 	e.deliver.SetLogger(app.logger.Named("deliver"))
 	e.deliver.Configure(app.deliveryInboxes())
@@ -310,13 +330,18 @@ func (e *engine) secretValues() *secretValues {
 }
 
 // store returns the open store, or nil before the first Start.
-func (e *engine) store() *store.DB { return e.db.Load() }
+func (e *engine) store() store.Store {
+	if db := e.db.Load(); db != nil {
+		return db.Store
+	}
+	return nil
+}
 
 // storeWhenOpen returns the open store, waiting up to openWait for the
 // first Start: Caddy starts its apps in random order, so the HTTP servers
 // may take requests a moment before this app has opened the store.
-func (e *engine) storeWhenOpen(ctx context.Context) *store.DB {
-	if db := e.db.Load(); db != nil {
+func (e *engine) storeWhenOpen(ctx context.Context) store.Store {
+	if db := e.store(); db != nil {
 		return db
 	}
 	t := time.NewTimer(openWait)
@@ -326,7 +351,7 @@ func (e *engine) storeWhenOpen(ctx context.Context) *store.DB {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return e.db.Load()
+	return e.store()
 }
 
 // breakers reports the delivery circuit breakers, or nil when no config

@@ -1,8 +1,10 @@
 package caddymodule
 
 import (
+	"context"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ func delivered(e *engine) []string {
 // stopped, and the old one runs on; a server stop stops the last config.
 // Only a config Caddy makes active changes what is delivered.
 func TestOnlyTheActiveConfigIsDelivered(t *testing.T) {
-	e := &engine{dir: t.TempDir(), opened: make(chan struct{})}
+	e := &engine{opener: &BadgerStore{Dir: t.TempDir()}, opened: make(chan struct{})}
 	t.Cleanup(func() { e.Destruct() })
 	steps := []struct {
 		name  string
@@ -84,5 +86,38 @@ func start(t *testing.T, a *App) {
 	t.Helper()
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// storage and store say the same thing two ways: both at once is refused
+// rather than one silently winning.
+func TestStorageAndStoreTogetherAreRefused(t *testing.T) {
+	a := &App{Storage: t.TempDir(), StoreRaw: []byte(`{"module":"badger","dir":"/elsewhere"}`)}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := a.Provision(ctx); err == nil || !strings.Contains(err.Error(), "shorthand") {
+		t.Errorf("Provision = %v, want an error naming the shorthand", err)
+	}
+}
+
+// The store module is what the app opens: a badger store named in JSON
+// keys the engine by its directory, as the storage shorthand does.
+func TestStoreModuleKeysTheEngine(t *testing.T) {
+	dir := t.TempDir()
+	for _, a := range []*App{
+		{StoreRaw: []byte(`{"module":"badger","dir":"` + dir + `"}`)},
+		{Storage: dir},
+	} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		if err := a.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := a.store.StoreKey(), "badger:"+dir; got != want {
+			t.Errorf("store key %q, want %q", got, want)
+		}
+		if err := a.Cleanup(); err != nil {
+			t.Error(err)
+		}
+		cancel()
 	}
 }

@@ -23,7 +23,8 @@ func init() {
 // parseGlobalOption sets up the hookinbox app from the global options:
 //
 //	hookinbox {
-//		storage   <dir>
+//		storage   <dir>                  # shorthand for: store badger <dir>
+//		store     <module> [<args…>] [{ … }]
 //		retention <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -39,6 +40,17 @@ func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 				return nil, d.ArgErr()
 			}
 			app.Storage = d.Val()
+		case "store":
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "hookinbox.stores."+name)
+			if err != nil {
+				return nil, err
+			}
+			app.StoreRaw = caddyconfig.JSONModuleObject(unm, "module", name, nil)
+			continue
 		case "retention":
 			if !d.NextArg() {
 				return nil, d.ArgErr()

@@ -150,3 +150,36 @@ func TestCaddyfileErrors(t *testing.T) {
 		})
 	}
 }
+
+// The store option names a hookinbox.stores module; storage stays the
+// shorthand for the badger one.
+func TestCaddyfileStoreAdapts(t *testing.T) {
+	caddytest.AssertAdapt(t, `{
+	hookinbox {
+		store badger /var/lib/hookinbox
+	}
+}
+`, "caddyfile", `{
+	"apps": {
+		"hookinbox": {
+			"store": {
+				"dir": "/var/lib/hookinbox",
+				"module": "badger"
+			}
+		}
+	}
+}`)
+}
+
+func TestGlobalOptionErrors(t *testing.T) {
+	for _, block := range []string{
+		"hookinbox {\nstore\n}",
+		"hookinbox {\nstore no_such_store\n}",
+		"hookinbox {\nstore badger /a /b\n}",
+		"hookinbox {\nstore badger /a {\nsync always\n}\n}",
+	} {
+		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(block), nil); err == nil {
+			t.Errorf("parsed %q without an error", block)
+		}
+	}
+}

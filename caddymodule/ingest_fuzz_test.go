@@ -28,7 +28,7 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 	}
 	tb.Cleanup(func() { db.Close() })
 	e := &engine{opened: make(chan struct{})}
-	e.db.Store(db)
+	e.db.Store(&openStore{db})
 	h := &Handler{
 		Inbox:   "fuzz",
 		Forward: "http://127.0.0.1:1/",

@@ -164,7 +164,7 @@ func trySend(body string, header ...string) (int, string, error) {
 }
 
 // activeStore is the store of the running config.
-func activeStore(t *testing.T) *store.DB {
+func activeStore(t *testing.T) store.Store {
 	t.Helper()
 	app, err := caddy.ActiveContext().AppIfConfigured("hookinbox")
 	if err != nil {

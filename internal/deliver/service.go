@@ -34,7 +34,7 @@ import (
 	"github.com/hookinbox/hookinbox/internal/store"
 )
 
-// Queue is what delivery needs of the store (satisfied by *store.DB).
+// Queue is what delivery needs of the store (a subset of store.Store).
 type Queue interface {
 	// Wake returns a channel (capacity 1) signalled when an event of the
 	// inbox becomes due now.
