@@ -1,7 +1,11 @@
 package deliver
 
 import (
+	"net/http"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hookinbox/hookinbox/internal/store"
@@ -94,4 +98,68 @@ func TestBreakerReset(t *testing.T) {
 	if !b.reset(time.Now()) || b.state().State != breakerClosed || b.state().Failures != 0 {
 		t.Errorf("reset of an open breaker: %+v", b.state())
 	}
+}
+
+// fakeApp stands in for the application inside a synctest bubble, where a
+// real connection would keep the clock from moving: it answers every
+// request with its status at once and notes when it was asked.
+type fakeApp struct {
+	mu     sync.Mutex
+	status int
+	asked  []time.Time
+}
+
+// serve makes app the transport of s's attempts; call it before Configure.
+func (app *fakeApp) serve(s *Service) { s.client.HTTPClient.Transport = app }
+
+func (app *fakeApp) RoundTrip(r *http.Request) (*http.Response, error) {
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	app.asked = append(app.asked, time.Now())
+	return &http.Response{StatusCode: app.status, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+func (app *fakeApp) setStatus(code int) {
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	app.status = code
+}
+
+func (app *fakeApp) times() []time.Time {
+	app.mu.Lock()
+	defer app.mu.Unlock()
+	return slices.Clone(app.asked)
+}
+
+// TestBreakerProbeInterval: while the application stays down, the probes
+// come 5 s after the breaker opens, then twice as far apart each time, but
+// never more than a minute apart, so that an application back from a long
+// outage gets its backlog within a minute.
+func TestBreakerProbeInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(t)
+		s := newService(t, q, Hooks{})
+		app := &fakeApp{status: http.StatusBadGateway}
+		app.serve(s)
+		s.Configure([]Inbox{{Name: "in", Forward: "http://app.test/hook", Retry: retries(100, time.Millisecond)}})
+		q.add("in", store.Event{})
+		time.Sleep(10 * time.Minute)
+
+		asked := app.times()
+		const threshold = 5 // failures in a row that open it
+		if len(asked) <= threshold {
+			t.Fatalf("%d attempts, want the %d that open the breaker and then probes", len(asked), threshold)
+		}
+		var gaps []time.Duration
+		for i := threshold; i < len(asked); i++ {
+			gaps = append(gaps, asked[i].Sub(asked[i-1]))
+		}
+		want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second}
+		for range 8 { // after those 75 s, the rest of the 10 minutes a minute apart
+			want = append(want, time.Minute)
+		}
+		if !slices.Equal(gaps, want) {
+			t.Errorf("gaps between probes %v, want %v", gaps, want)
+		}
+	})
 }

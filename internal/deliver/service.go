@@ -77,6 +77,17 @@ const (
 	defaultConcurrency = 4
 )
 
+// The circuit breaker opens after defaultBreakerThreshold failures in a
+// row. It first holds back for defaultBreakerCooldown; each failed probe
+// doubles that, up to defaultBreakerMaxCooldown. The cap bounds how long an
+// application back from a long outage waits for its backlog, while a dead
+// one still sees only one request a minute.
+const (
+	defaultBreakerThreshold   = 5
+	defaultBreakerCooldown    = 5 * time.Second
+	defaultBreakerMaxCooldown = time.Minute
+)
+
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
 // nil. They are called from the attempt's goroutine, after the attempt is
 // recorded, so they must not block for long. The event they get is as it
@@ -133,9 +144,9 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 		hooks:              hooks,
 		inboxes:            make(map[string]*inbox),
 		retired:            make(map[string]*inbox),
-		breakerThreshold:   5,
-		breakerCooldown:    5 * time.Second,
-		breakerMaxCooldown: 5 * time.Minute,
+		breakerThreshold:   defaultBreakerThreshold,
+		breakerCooldown:    defaultBreakerCooldown,
+		breakerMaxCooldown: defaultBreakerMaxCooldown,
 	}
 	s.SetLogger(logger)
 	s.transport = newTransport()
