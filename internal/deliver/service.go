@@ -294,6 +294,23 @@ func (s *Service) Breakers() map[string]BreakerState {
 	return m
 }
 
+// Probe ends the cooldown of the inbox's open circuit breaker: the
+// dispatcher probes the application at once with one event (half open)
+// rather than at the end of the cooldown. A replay calls it, since the user
+// replays when they believe the application is back. A closed or half-open
+// breaker, or an inbox not configured, is left as it is.
+func (s *Service) Probe(inbox string) {
+	s.mu.Lock()
+	in, ok := s.inboxes[inbox]
+	s.mu.Unlock()
+	if !ok || !in.breaker.endCooldown(time.Now()) {
+		return
+	}
+	s.log().Info("circuit breaker cooldown cut short; probing now", zap.String("inbox", inbox))
+	// The dispatcher looks at the whole state when woken, the breaker too.
+	signal(in.changed)
+}
+
 // settings is an Inbox with its defaults applied and its URL parsed.
 type settings struct {
 	Inbox
