@@ -164,15 +164,21 @@ func (s *Service) attempt(parent context.Context, set *settings, e *store.Event)
 	}
 
 	a.Status = resp.StatusCode
-	a.Outcome = statusOutcome(set, resp.StatusCode)
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
-	a.Response, err = readResponse(resp.Body)
+	var read int64
+	a.Response, read, err = readResponse(resp.Body)
 	a.Duration = time.Since(a.At)
-	if err != nil && parent.Err() == nil {
-		// The status decides the outcome; the rest is told for the record.
-		a.Error = "reading the response: " + describe(err, "", set)
+	switch {
+	case err == nil:
+		a.Outcome = statusOutcome(set, resp.StatusCode)
+	case parent.Err() != nil:
+		// Stop cut the answer short, not the application: as when it
+		// cancels an attempt before any answer, the event goes again.
+		res.cancelled = true
+	default:
+		a.Outcome, a.Error = incompleteOutcome(ctx, err, read, resp.ContentLength, set)
 	}
 	return res
 }
@@ -255,21 +261,61 @@ func forwardHeader(stored http.Header) http.Header {
 }
 
 // readResponse keeps the first responseKeep bytes of body, drains a bounded
-// amount more so the connection can be reused, and closes it.
-func readResponse(body io.ReadCloser) ([]byte, error) {
+// amount more so the connection can be reused, and closes it. It returns
+// how many bytes of the body it read and the body's own error, nil once it
+// has read to the end or to its limits: a body cut off before the end that
+// its length or chunking announced fails with io.ErrUnexpectedEOF.
+func readResponse(body io.ReadCloser) (kept []byte, read int64, err error) {
 	defer body.Close()
 	buf := make([]byte, responseKeep)
-	n, err := io.ReadFull(body, buf)
-	switch {
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
+	// Not io.ReadFull: its io.ErrUnexpectedEOF for a body shorter than buf
+	// would hide the body's own, for a body shorter than announced.
+	n := 0
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = body.Read(buf[n:])
+		n += m
+	}
+	read = int64(n)
+	if err == nil {
+		var drained int64
+		drained, err = io.Copy(io.Discard, io.LimitReader(body, responseDrain))
+		read += drained
+	}
+	if err == io.EOF {
 		err = nil
-	case err == nil:
-		_, err = io.Copy(io.Discard, io.LimitReader(body, responseDrain))
 	}
-	if n == 0 {
-		return nil, err
+	if n > 0 {
+		kept = buf[:n]
 	}
-	return buf[:n], err
+	return kept, read, err
+}
+
+// incompleteOutcome classes an answer whose body failed after read bytes
+// (length is the announced length, -1 if unknown), and tells what happened.
+//
+// Such an answer is incomplete, and a client must record it so (RFC 9112
+// section 8), whatever its status: an application cut off mid-answer may
+// have failed after its status line, and at least once prefers a duplicate
+// to a loss. So the status does not decide the outcome. A body still not
+// whole when the attempt's timeout is over is a timeout, as an answer that
+// never came: the application is hung or too slow either way, and the user
+// looks at the same thing (the app, or the inbox's timeout). Any other end
+// is a reset: the connection closed before the whole answer. Both are
+// retried on the schedule and count toward the breaker.
+func incompleteOutcome(ctx context.Context, err error, read, length int64, set *settings) (outcome, msg string) {
+	of := ""
+	if length >= 0 {
+		of = fmt.Sprintf(" of %d", length)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || ctx.Err() == context.DeadlineExceeded || isTimeout(err) {
+		return store.OutcomeTimeout, fmt.Sprintf("no whole answer within %s: %d%s bytes of its body came", set.Timeout, read, of)
+	}
+	msg = fmt.Sprintf("the answer was cut off after %d%s bytes of its body", read, of)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		msg += ": " + describe(err, "", set)
+	}
+	return store.OutcomeReset, msg
 }
 
 // statusOutcome classes an answer. A status not in Success is a failure

@@ -133,6 +133,18 @@ func (b *breaker) reset(now time.Time) bool {
 	return false
 }
 
+// endCooldown ends the current opening now, so that the next allow makes
+// the breaker half open, and tells whether it was open.
+func (b *breaker) endCooldown(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.st != breakerOpen {
+		return false
+	}
+	b.until = now
+	return true
+}
+
 // state reports the breaker for the admin API.
 func (b *breaker) state() BreakerState {
 	b.mu.Lock()

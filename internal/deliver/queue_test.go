@@ -174,10 +174,10 @@ func (q *fakeQueue) Record(id string, a store.Attempt, next store.Next) (*store.
 		fe.State, fe.FinishedAt = store.Dead, time.Now()
 	default:
 		fe.NextAttemptAt = next.RetryAt
-		if !next.RetryAt.After(time.Now()) {
-			q.signalLocked(fe.Inbox)
-		}
 	}
+	// Ending the lease wakes the inbox, as the store does: the dispatcher
+	// may have looked for due events while this one was still leased.
+	q.signalLocked(fe.Inbox)
 	e := fe.Event
 	return &e, nil
 }

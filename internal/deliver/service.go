@@ -80,6 +80,17 @@ const (
 	defaultConcurrency = 4
 )
 
+// The circuit breaker opens after defaultBreakerThreshold failures in a
+// row. It first holds back for defaultBreakerCooldown; each failed probe
+// doubles that, up to defaultBreakerMaxCooldown. The cap bounds how long an
+// application back from a long outage waits for its backlog, while a dead
+// one still sees only one request a minute.
+const (
+	defaultBreakerThreshold   = 5
+	defaultBreakerCooldown    = 5 * time.Second
+	defaultBreakerMaxCooldown = time.Minute
+)
+
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
 // nil. They are called from the attempt's goroutine, after the attempt is
 // recorded, so they must not block for long. The event they get is the
@@ -136,9 +147,9 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 		hooks:              hooks,
 		inboxes:            make(map[string]*inbox),
 		retired:            make(map[string]*inbox),
-		breakerThreshold:   5,
-		breakerCooldown:    5 * time.Second,
-		breakerMaxCooldown: 5 * time.Minute,
+		breakerThreshold:   defaultBreakerThreshold,
+		breakerCooldown:    defaultBreakerCooldown,
+		breakerMaxCooldown: defaultBreakerMaxCooldown,
 	}
 	s.SetLogger(logger)
 	s.transport = newTransport()
@@ -284,6 +295,23 @@ func (s *Service) Breakers() map[string]BreakerState {
 		m[name] = in.breaker.state()
 	}
 	return m
+}
+
+// Probe ends the cooldown of the inbox's open circuit breaker: the
+// dispatcher probes the application at once with one event (half open)
+// rather than at the end of the cooldown. A replay calls it, since the user
+// replays when they believe the application is back. A closed or half-open
+// breaker, or an inbox not configured, is left as it is.
+func (s *Service) Probe(inbox string) {
+	s.mu.Lock()
+	in, ok := s.inboxes[inbox]
+	s.mu.Unlock()
+	if !ok || !in.breaker.endCooldown(time.Now()) {
+		return
+	}
+	s.log().Info("circuit breaker cooldown cut short; probing now", zap.String("inbox", inbox))
+	// The dispatcher looks at the whole state when woken, the breaker too.
+	signal(in.changed)
 }
 
 // settings is an Inbox with its defaults applied and its URL parsed.
