@@ -462,7 +462,7 @@ var outcomeHints = map[string]string{
 	store.OutcomeServerError: "the app failed while handling the event (5xx): check the app's logs at the attempt's time",
 	store.OutcomeTLS:         "the TLS handshake failed: check the app's certificate (expired, self-signed, wrong name) and whether forward should be http or https",
 	store.OutcomeTimeout:     "the app did not answer within timeout: answer at once and do the work afterwards, or raise timeout",
-	store.OutcomeReset:       "the connection closed with no response: check that the app does not crash or drop the connection while handling the event",
+	store.OutcomeReset:       "the connection closed before the whole answer came (the status, if one came, is kept): check that the app does not crash or drop the connection while handling the event",
 }
 
 // hintFor is the hint for an outcome class ("" for ok and unknown classes).
@@ -530,12 +530,15 @@ func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request, id string
 	if err := noParameters(r); err != nil {
 		return err
 	}
-	_, db, err := activeApp()
+	app, db, err := activeApp()
 	if err != nil {
 		return err
 	}
 	if err := db.Replay(id, time.Now()); err != nil {
 		return storeError(id, err)
+	}
+	if e, _, err := db.Get(id); err == nil {
+		app.engine.probe(e.Inbox)
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "replayed": 1})
 }
@@ -569,6 +572,7 @@ func (a *adminAPI) replayInbox(w http.ResponseWriter, r *http.Request, inbox str
 	if err != nil {
 		return apiError(http.StatusInternalServerError, "%v", err)
 	}
+	app.engine.probe(inbox)
 	return writeJSON(w, http.StatusOK, map[string]any{"inbox": inbox, "state": state, "replayed": n})
 }
 

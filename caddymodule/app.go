@@ -366,6 +366,17 @@ func (e *engine) breakers() map[string]deliver.BreakerState {
 	return svc.Breakers()
 }
 
+// probe makes an inbox whose circuit breaker is open try its app now: a
+// user who replays has usually just fixed the app.
+func (e *engine) probe(inbox string) {
+	e.mu.Lock()
+	svc := e.deliver
+	e.mu.Unlock()
+	if svc != nil {
+		svc.Probe(inbox)
+	}
+}
+
 // Destruct closes the store when the last config that used it is gone.
 func (e *engine) Destruct() error {
 	e.mu.Lock()

@@ -178,3 +178,49 @@ func TestCheckpointThatCannotCreateItsFileIsNotFatal(t *testing.T) {
 		t.Error("the store was failed by a checkpoint that could not create its file")
 	}
 }
+
+// After an outage the breaker waits before its next probe; a replay, which
+// a user makes once the app is fixed, probes at once.
+func TestReplayProbesAnOpenBreakerAtOnce(t *testing.T) {
+	bin := caddyBinary(t)
+	dir := t.TempDir()
+	rec := newRecorder()
+	app := newAppServer(t, rec)
+	app.down()
+	addr, adminAddr := freePort(t), freePort(t)
+	config := writeConfig(t, dir, oneInboxConfig(adminAddr, filepath.Join(dir, "data"), addr, app.url("/in"),
+		"retry 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms 100ms\n\t\tconcurrency 1"))
+	srv := startServer(t, bin, config, addr, logFile(t, dir))
+	defer srv.kill()
+	admin := adminClient{t, adminAddr}
+
+	s := newSender("http://" + addr + "/")
+	var sent []string
+	var first string
+	for i := range 3 {
+		body := fmt.Sprintf(`{"n":%d}`, i)
+		a, err := s.send(body)
+		if err != nil || a.status != http.StatusOK {
+			t.Fatalf("send: %v %d", err, a.status)
+		}
+		if first == "" {
+			first = a.eventID()
+		}
+		sent = append(sent, body)
+	}
+	// Five failures open the breaker for 5 s; its first probe fails too,
+	// and the next one is 10 s away.
+	waitFor(t, "the breaker open after a failed probe", 20*time.Second, func() bool {
+		in := admin.inbox("in")
+		return in.breaker() == "open" && in.Breaker.Failures >= 6
+	})
+	app.up()
+	start := time.Now()
+	if _, err := admin.do(http.MethodPost, "/hookinbox/events/"+first+"/replay", "", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every event delivered", 20*time.Second, func() bool { return len(rec.missing(sent)) == 0 })
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("delivered %s after the replay; want at once, not after the breaker's wait", took)
+	}
+}

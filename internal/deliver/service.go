@@ -37,7 +37,8 @@ import (
 // Queue is what delivery needs of the store (a subset of store.Store).
 type Queue interface {
 	// Wake returns a channel (capacity 1) signalled when an event of the
-	// inbox becomes due now.
+	// inbox may have become due now, and whenever a lease of the inbox
+	// ends: the dispatcher may have looked for due events meanwhile.
 	Wake(inbox string) <-chan struct{}
 	// Lease leases the next event of the inbox due at or before now and
 	// returns its id. With ordered, only the oldest unfinished event may be
