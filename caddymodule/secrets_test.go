@@ -48,6 +48,15 @@ func secretsConfig(storage, logFile, backend string) string {
 		fmt.Fprintf(&routes, "\troute /hooks/%s {\n\t\thookinbox %s {\n\t\t\t%s\n\t\t\tforward %s\n\t\t\tretry 20ms\n\t\t}\n\t}\n",
 			in.inbox, in.inbox, verifyLine, backend)
 	}
+	return debugGlobalOptions(logFile, storage) + fmt.Sprintf(`http://localhost:9080 {
+%s}
+`, routes.String())
+}
+
+// debugGlobalOptions are the global options of the in-process Caddy of the
+// secrets tests: every log line, DEBUG included, into logFile, which the
+// tests search for secrets.
+func debugGlobalOptions(logFile, storage string) string {
 	return fmt.Sprintf(`{
 	admin localhost:2999
 	http_port 9080
@@ -62,9 +71,7 @@ func secretsConfig(storage, logFile, backend string) string {
 		storage %s
 	}
 }
-http://localhost:9080 {
-%s}
-`, logFile, storage, routes.String())
+`, logFile, storage)
 }
 
 // TestSecretsNeverShown sends signed and wrongly signed requests to inboxes
@@ -481,21 +488,7 @@ func TestSecretValuesNeverShownWhereverTheyStand(t *testing.T) {
 	logFile := filepath.Join(dir, "caddy.log")
 	app := newRecorder(t)
 	config := func(timeout string) string {
-		return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
-	grace_period 1s
-	skip_install_trust
-	log {
-		output file %s
-		level DEBUG
-	}
-	hookinbox {
-		storage %s
-	}
-}
-http://localhost:9080 {
+		return debugGlobalOptions(logFile, filepath.Join(dir, "store")) + fmt.Sprintf(`http://localhost:9080 {
 	route /hooks/test {
 		hookinbox test {
 			verify hotmart {env.HOOKINBOX_TEST_NESTED_HOTTOK}
@@ -504,7 +497,7 @@ http://localhost:9080 {
 		}
 	}
 }
-`, logFile, filepath.Join(dir, "store"), app.srv.URL, timeout)
+`, app.srv.URL, timeout)
 	}
 	startCaddy(t, config("30s"))
 
