@@ -251,7 +251,7 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 	case e.State == store.Dead:
 		log.Error("delivery failed; no attempt left, event is dead", fields...)
 	case a.Outcome == store.OutcomeOK:
-		log.Info("delivered; replayed meanwhile, so delivered again", fields...)
+		log.Info("delivered; it was replayed meanwhile, so it goes again", fields...)
 	default:
 		log.Warn("delivery failed; will retry", append(fields, zap.Time("retry_at", e.NextAttemptAt))...)
 	}
