@@ -404,6 +404,11 @@ func TestOutcomeClasses(t *testing.T) {
 			if got := ev.State == store.Dead; got != tt.dead {
 				t.Errorf("state = %s, dead want %v", ev.State, tt.dead)
 			}
+			// The hooks run after the record: wait for them.
+			waitFor(t, time.Second, "the hooks", func() bool {
+				hs := rec.snapshot()
+				return len(hs.dead)+len(hs.delivered) > 0
+			})
 			hs := rec.snapshot()
 			if tt.dead && len(hs.dead) != 1 || !tt.dead && len(hs.delivered) != 1 {
 				t.Errorf("hooks: delivered %v, dead %v", hs.delivered, hs.dead)
