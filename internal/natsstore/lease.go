@@ -116,6 +116,8 @@ func (s *Store) Lease(inbox string, now time.Time, ordered bool) (string, time.T
 // consumer returns inbox's durable consumer, created or updated to its
 // configured concurrency.
 func (s *Store) consumer(ctx context.Context, inbox string) (jetstream.Consumer, error) {
+	s.consumerMu.Lock()
+	defer s.consumerMu.Unlock()
 	s.mu.Lock()
 	c, conc := s.consumers[inbox], s.concurrency[inbox]
 	s.mu.Unlock()
@@ -150,15 +152,8 @@ func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (stri
 	}
 	pulled := false
 	for range maxConflicts {
-		batch, err := c.FetchNoWait(1)
+		msg, err := fetch(ctx, c)
 		if err != nil {
-			return "", time.Time{}, err
-		}
-		var msg jetstream.Msg
-		for m := range batch.Messages() {
-			msg = m
-		}
-		if err := batch.Error(); err != nil && msg == nil {
 			return "", time.Time{}, err
 		}
 		if msg == nil {
@@ -184,6 +179,33 @@ func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (stri
 		}
 	}
 	return "", time.Time{}, nil
+}
+
+// fetch fetches one message of c, or none, at once. A consumer just made
+// on a cluster has no leader for a moment (no responders): fetch waits for
+// it within ctx.
+func fetch(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+	for {
+		batch, err := c.FetchNoWait(1)
+		var msg jetstream.Msg
+		if err == nil {
+			for m := range batch.Messages() {
+				msg = m
+			}
+			if msg != nil {
+				return msg, nil
+			}
+			err = batch.Error()
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
 
 // take leases the event of due message msg if msg is its current due
@@ -496,7 +518,19 @@ func (s *Store) Record(id string, a store.Attempt, next store.Next) (*store.Even
 			r.Replayed = false
 			r.ReplayedAfter = r.Attempts
 			r.State, r.NextAttemptAt, r.FinishedAt = store.Pending, now, time.Time{}
-			keep = true
+			if r.Ordered {
+				keep = true
+				break
+			}
+			// A new due message rather than a Nak: a Nak is not
+			// confirmed, and the next lease must find the event due.
+			if published != r.Gen+1 {
+				published = r.Gen + 1
+				if err := s.publishDue(ctx, r.Inbox, id, published, now); err != nil {
+					return false, err
+				}
+			}
+			r.Gen = published
 		case next.Delivered || next.Dead:
 			r.State, r.NextAttemptAt, r.FinishedAt = store.Delivered, time.Time{}, now
 			if next.Dead {
@@ -536,11 +570,10 @@ func (s *Store) Record(id string, a store.Attempt, next store.Next) (*store.Even
 	if l != nil {
 		s.endLease(id)
 		switch {
-		case keep && l.msg != nil:
-			l.msg.Nak()
 		case keep:
 		case l.msg != nil:
-			l.msg.Ack()
+			// Confirmed, so the slot is free for the next lease.
+			l.msg.DoubleAck(ctx)
 		default:
 			s.due.DeleteMsg(ctx, l.seq)
 		}

@@ -121,6 +121,9 @@ type Store struct {
 	stop chan struct{}
 	bg   sync.WaitGroup
 
+	// consumerMu: one consumer creation at a time.
+	consumerMu sync.Mutex
+
 	mu          sync.Mutex
 	leases      map[string]*lease
 	consumers   map[string]jetstream.Consumer
