@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,4 +143,110 @@ func TestConformanceCluster(t *testing.T) {
 	}
 	nc := connect(t, runCluster(t)...)
 	storetest.Run(t, opener(nc, 3))
+}
+
+// Without NATS, Enqueue fails within the store's timeout: never a 200.
+func TestEnqueueWithoutNATSFails(t *testing.T) {
+	srv := runServer(t, t.TempDir(), nil)
+	nc := connect(t, srv)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "down", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	start := time.Now()
+	_, _, err = s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: []byte("x")}, store.Limits{})
+	if err == nil {
+		t.Fatal("Enqueue succeeded with the server down")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Enqueue failed after %s, want within about its 1s timeout", d)
+	}
+}
+
+// Every event acknowledged while the requests stream's leader is killed
+// mid-load is leased afterwards.
+func TestStreamLeaderKilledMidLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	servers := runCluster(t)
+	nc := connect(t, servers...)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{
+		Prefix: "kill", Replicas: 3, LeaseTTL: 3 * time.Second, Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var acked sync.Map
+	var failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: fmt.Appendf(nil, "%d-%d", w, i)}, store.Limits{})
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				acked.Store(id, true)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	var leader *server.Server
+	for _, srv := range servers {
+		if srv.JetStreamIsStreamLeader("$G", "KILL_REQUESTS") {
+			leader = srv
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader of the requests stream")
+	}
+	leader.Shutdown()
+	leader.WaitForShutdown()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	want := 0
+	acked.Range(func(_, _ any) bool { want++; return true })
+	if want == 0 {
+		t.Fatal("no event was acknowledged")
+	}
+	leased := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(leased) < want && time.Now().Before(deadline) {
+		id, _, err := s.Lease("in", time.Now(), false)
+		if err != nil || id == "" {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		leased[id] = true
+		if _, err := s.Record(id, store.Attempt{At: time.Now(), Outcome: store.OutcomeOK}, store.Next{Delivered: true}); err != nil {
+			t.Logf("record %s: %v", id, err)
+		}
+	}
+	lost := 0
+	acked.Range(func(id, _ any) bool {
+		if !leased[id.(string)] {
+			lost++
+			if lost <= 5 {
+				t.Errorf("acknowledged event %s was never leased", id)
+			}
+		}
+		return true
+	})
+	t.Logf("%d events acknowledged, %d enqueues refused during the failover, %d lost", want, failed.Load(), lost)
 }
