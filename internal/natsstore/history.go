@@ -225,36 +225,41 @@ func (s *Store) ReplayInbox(inbox string, state store.State, now time.Time) (int
 func (s *Store) Delete(id string) error {
 	ctx, cancel := s.op()
 	defer cancel()
-	if err := s.remove(ctx, id); err != nil {
+	if err := s.remove(ctx, id, nil); err != nil {
 		return fmt.Errorf("deleting event %s: %w", id, err)
 	}
 	return nil
 }
 
-func (s *Store) remove(ctx context.Context, id string) error {
-	r, rev, err := s.getRecord(ctx, id)
-	if err != nil {
-		return err
+// remove deletes event id if keep (nil: always) says so of its state.
+// Once the state is gone the event is gone: its request, waiting retry,
+// count and dedupe key are cleaned up as far as NATS answers (a leftover
+// request message is garbage, never an event).
+func (s *Store) remove(ctx context.Context, id string, keep func(r *record) bool) error {
+	for range maxConflicts {
+		r, rev, err := s.getRecord(ctx, id)
+		if err != nil {
+			return err
+		}
+		if keep != nil && !keep(r) {
+			return nil
+		}
+		if err := s.events.Purge(ctx, id, jetstream.LastRevision(rev)); conflict(err) {
+			continue // changed meanwhile: read it again
+		} else if err != nil {
+			return err
+		}
+		s.requests.DeleteMsg(ctx, r.Request)
+		if r.State == store.Pending {
+			s.purgeSchedule(ctx, r.Inbox, id)
+			s.addPending(ctx, r.Inbox, -1, 0)
+		}
+		if r.DedupeKey != "" {
+			s.dropDedupe(ctx, dedupeKey(r.Inbox, r.DedupeKey), id)
+		}
+		return nil
 	}
-	if err := s.events.Purge(ctx, id, jetstream.LastRevision(rev)); conflict(err) {
-		return s.remove(ctx, id) // changed meanwhile: read it again
-	} else if err != nil {
-		return err
-	}
-	var errs []error
-	if err := s.requests.DeleteMsg(ctx, r.Request); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		errs = append(errs, err)
-	}
-	if r.State == store.Pending {
-		errs = append(errs, s.purgeSchedule(ctx, r.Inbox, id), s.addPending(ctx, r.Inbox, -1, 0))
-	}
-	if r.DedupeKey != "" {
-		s.dropDedupe(ctx, dedupeKey(r.Inbox, r.DedupeKey), id)
-	}
-	// What failed after the state was gone is garbage, not an event: the
-	// delete is done.
-	_ = errs
-	return nil
+	return fmt.Errorf("event %s: %w %d times", id, errConflict, maxConflicts)
 }
 
 // sweep removes finished events past the retention, now and every sweepEvery.
@@ -273,7 +278,9 @@ func (s *Store) sweep() {
 				}
 			})
 			for _, id := range old {
-				s.remove(ctx, id)
+				s.remove(ctx, id, func(r *record) bool {
+					return r.State != store.Pending && r.FinishedAt.Before(cutoff)
+				})
 			}
 			cancel()
 		}

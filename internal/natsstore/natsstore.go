@@ -51,6 +51,12 @@
 // published at once). Lease finds the waiting retries from the due stream's
 // per-subject counts, which name the due times: no message is read.
 //
+// Wake-ups: every node subscribes (core NATS) to p.due.* and p.wake.*: a
+// due message published by any node, or a lease ended on any node, wakes
+// that inbox's dispatcher; what sends no signal (a schedule fired inside
+// the server, a lease expired on a dead node, a Nak's delay) is found by a
+// poll every 250 ms.
+//
 // Listings, inbox counts and bulk replays scan the event bucket: their cost
 // grows with the events kept (a first version; an index per inbox and state
 // is the next step).

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/hookinbox/hookinbox/internal/natsstore"
 	"github.com/hookinbox/hookinbox/internal/store"
@@ -249,4 +250,54 @@ func TestStreamLeaderKilledMidLoad(t *testing.T) {
 		return true
 	})
 	t.Logf("%d events acknowledged, %d enqueues refused during the failover, %d lost", want, failed.Load(), lost)
+}
+
+// A retry is a message schedule that JetStream fires by itself: once its
+// time has passed, the schedule is gone and the event's due message is
+// there, with no Lease having pulled it forward.
+func TestRetryScheduleFires(t *testing.T) {
+	nc := connect(t, runServer(t, t.TempDir(), nil))
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "sched"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in"}, store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Lease("in", time.Now(), false); err != nil || got != id {
+		t.Fatalf("lease = %q, %v", got, err)
+	}
+	retryAt := time.Now().Add(1500 * time.Millisecond)
+	if _, err := s.Record(id, store.Attempt{At: time.Now(), Outcome: store.OutcomeServerError}, store.Next{RetryAt: retryAt}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func() map[string]uint64 {
+		st, err := js.Stream(context.Background(), "SCHED_DUE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects
+	}
+	before := subjects()
+	if len(before) != 1 || before["sched.due.in"] != 0 {
+		t.Fatalf("before the retry: subjects %v, want the schedule only", before)
+	}
+	time.Sleep(time.Until(retryAt) + 1500*time.Millisecond)
+	after := subjects()
+	if len(after) != 1 || after["sched.due.in"] != 1 {
+		t.Fatalf("after the retry's time: subjects %v, want one due message only", after)
+	}
+	if got, _, err := s.Lease("in", time.Now(), false); err != nil || got != id {
+		t.Fatalf("lease after the schedule fired = %q, %v; want %s", got, err, id)
+	}
 }
