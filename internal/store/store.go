@@ -41,3 +41,8 @@ type Store interface {
 }
 
 var _ Store = (*DB)(nil)
+
+// Check returns the error step must fail with, or nil: a store outside this
+// package (internal/natsstore) calls it at the steps of its own writes that
+// the step names.
+func (f *Faults) Check(step Step) error { return f.check(step) }

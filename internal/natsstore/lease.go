@@ -1,0 +1,604 @@
+package natsstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+// pollEvery: each inbox a dispatcher waits on is woken this often, for what
+// sends no signal: a lease that expired on a dead node, a schedule that
+// fired, a Nak's delay that ended.
+const pollEvery = 250 * time.Millisecond
+
+// lease is one of this node's leases.
+type lease struct {
+	inbox  string
+	holder string
+	// msg is the leased due message of an unordered inbox; nil when
+	// ordered (its head's message stays until the event is finished).
+	msg  jetstream.Msg
+	seq  uint64
+	stop chan struct{}
+}
+
+// Wake returns a channel signalled when an event of inbox may have become
+// due: a due message published by any node, a lease ended on any node, and
+// every pollEvery. A signal may be spurious; Lease tells.
+func (s *Store) Wake(inbox string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wakeChan(token(inbox))
+}
+
+func (s *Store) wakeChan(tok string) chan struct{} {
+	c := s.wakes[tok]
+	if c == nil {
+		c = make(chan struct{}, 1)
+		s.wakes[tok] = c
+	}
+	return c
+}
+
+func (s *Store) wake(tok string) {
+	s.mu.Lock()
+	c := s.wakes[tok]
+	s.mu.Unlock()
+	if c != nil {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Store) onSignal(m *nats.Msg) {
+	if i := strings.LastIndexByte(m.Subject, '.'); i >= 0 {
+		s.wake(m.Subject[i+1:])
+	}
+}
+
+// signalEnd tells every node that a lease of inbox ended.
+func (s *Store) signalEnd(inbox string) {
+	s.nc.Publish(s.wakeSubject(inbox), nil)
+}
+
+func (s *Store) tick() {
+	defer s.bg.Done()
+	t := time.NewTicker(pollEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		for _, c := range s.wakes {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Lease leases the next event of inbox due at or before now and returns its
+// id; "" and when the next one is due (zero: unknown, or the line is held)
+// when none is. ordered: only the inbox's oldest unfinished event, and only
+// while no node holds a lease of the inbox.
+func (s *Store) Lease(inbox string, now time.Time, ordered bool) (string, time.Time, error) {
+	ctx, cancel := s.op()
+	defer cancel()
+	var id string
+	var next time.Time
+	var err error
+	if ordered {
+		id, next, err = s.leaseHead(ctx, inbox, now)
+	} else {
+		id, next, err = s.leaseDue(ctx, inbox, now)
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("leasing an event of inbox %s: %w", inbox, err)
+	}
+	return id, next, nil
+}
+
+// consumer returns inbox's durable consumer, created or updated to its
+// configured concurrency.
+func (s *Store) consumer(ctx context.Context, inbox string) (jetstream.Consumer, error) {
+	s.consumerMu.Lock()
+	defer s.consumerMu.Unlock()
+	s.mu.Lock()
+	c, conc := s.consumers[inbox], s.concurrency[inbox]
+	s.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	if conc <= 0 {
+		conc = defaultConcurrency
+	}
+	c, err := s.due.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       "due-" + token(inbox),
+		FilterSubject: s.dueSubject(inbox),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.opts.LeaseTTL,
+		MaxAckPending: conc,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.consumers[inbox] = c
+	s.mu.Unlock()
+	return c, nil
+}
+
+// leaseDue fetches inbox's next due message and leases its event.
+func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (string, time.Time, error) {
+	c, err := s.consumer(ctx, inbox)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	pulled := false
+	for range maxConflicts {
+		msg, err := fetch(ctx, c)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		if msg == nil {
+			if pulled {
+				// Pulled forward, yet not fetched: the consumer holds
+				// them (max ack pending); the next wake-up looks again.
+				return "", time.Time{}, nil
+			}
+			n, next, err := s.pullForward(ctx, inbox, now)
+			if err != nil || n == 0 {
+				return "", next, err
+			}
+			pulled = true
+			continue
+		}
+		id, ok, err := s.take(ctx, inbox, msg, now)
+		if err != nil {
+			msg.Nak()
+			return "", time.Time{}, err
+		}
+		if ok {
+			return id, time.Time{}, nil
+		}
+	}
+	return "", time.Time{}, nil
+}
+
+// fetch fetches one message of c, or none, at once. A consumer just made
+// on a cluster has no leader for a moment (no responders): fetch waits for
+// it within ctx.
+func fetch(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+	for {
+		batch, err := c.FetchNoWait(1)
+		var msg jetstream.Msg
+		if err == nil {
+			for m := range batch.Messages() {
+				msg = m
+			}
+			if msg != nil {
+				return msg, nil
+			}
+			err = batch.Error()
+		}
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// take leases the event of due message msg if msg is its current due
+// message and it is due by now; else it settles msg (stale: acked; held
+// by a live lease or not due: delayed) and returns false.
+func (s *Store) take(ctx context.Context, inbox string, msg jetstream.Msg, now time.Time) (string, bool, error) {
+	id := msg.Headers().Get(hdrID)
+	gen, _ := strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
+	meta, err := msg.Metadata()
+	if err != nil {
+		return "", false, err
+	}
+	seq := meta.Sequence.Stream
+	holder := s.newHolder()
+	var settle func() error
+	_, err = s.update(ctx, id, func(r *record) (bool, error) {
+		settle = nil
+		switch {
+		case r.State != store.Pending || r.Gen != gen:
+			settle = msg.Ack
+		case r.Lease.live() && r.Lease.Due == seq:
+			// Its holder lives (its lease is fresh) but the message came
+			// back: wait for that lease.
+			settle = func() error { return msg.NakWithDelay(time.Until(r.Lease.Until)) }
+		case r.Lease.live():
+			settle = msg.Ack // a second due message of the same generation
+		case r.NextAttemptAt.After(now):
+			settle = func() error { return msg.NakWithDelay(max(time.Until(r.NextAttemptAt), 0)) }
+		}
+		if settle != nil {
+			return false, nil
+		}
+		r.Lease = &leaseMark{Holder: holder, Until: time.Now().Add(s.opts.LeaseTTL), Due: seq}
+		r.Ordered = false
+		return true, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, msg.Ack()
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if settle != nil {
+		return "", false, settle()
+	}
+	s.hold(id, &lease{inbox: inbox, holder: holder, msg: msg, seq: seq})
+	return id, true, nil
+}
+
+// pullForward makes inbox's waiting retries due by now due at once (their
+// schedules fire in JetStream's time, which a test's now or a late timer
+// may be ahead of). It returns how many it moved and when the next of the
+// others is due.
+func (s *Store) pullForward(ctx context.Context, inbox string, now time.Time) (int, time.Time, error) {
+	prefix := s.schedPrefix(inbox)
+	info, err := s.due.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	var next time.Time
+	n := 0
+	for subject := range info.State.Subjects {
+		id, at, ok := parseSched(strings.TrimPrefix(subject, prefix))
+		if !ok {
+			continue
+		}
+		if at.After(now) {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+			continue
+		}
+		moved, err := s.pullOne(ctx, inbox, id)
+		if err != nil {
+			return n, time.Time{}, err
+		}
+		if moved {
+			n++
+		}
+	}
+	return n, next, nil
+}
+
+func parseSched(rest string) (id string, at time.Time, ok bool) {
+	id, ns, ok := strings.Cut(rest, ".")
+	if !ok {
+		return "", time.Time{}, false
+	}
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	return id, time.Unix(0, n), true
+}
+
+// pullOne replaces event id's schedule with a due message at once. The
+// message of the next generation is published before the state names it:
+// a node dying in between leaves a stale message, never an event without one.
+func (s *Store) pullOne(ctx context.Context, inbox, id string) (bool, error) {
+	var gen uint64
+	r, err := s.update(ctx, id, func(r *record) (bool, error) {
+		if r.State != store.Pending || r.Lease.live() || r.Ordered {
+			return false, nil
+		}
+		if gen != r.Gen+1 {
+			gen = r.Gen + 1
+			if err := s.publishDue(ctx, inbox, id, gen, time.Time{}); err != nil {
+				return false, err
+			}
+		}
+		r.Gen = gen
+		return true, nil
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return false, err
+	}
+	if err := s.purgeSchedule(ctx, inbox, id); err != nil {
+		return false, err
+	}
+	return r != nil && r.Gen == gen, nil
+}
+
+// leaseHead leases the head of an ordered inbox: the first message on its
+// due subject, once its event is due and not leased.
+func (s *Store) leaseHead(ctx context.Context, inbox string, now time.Time) (string, time.Time, error) {
+	subject := s.dueSubject(inbox)
+	for range maxConflicts {
+		m, err := s.due.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", time.Time{}, nil
+		}
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		id := m.Header.Get(hdrID)
+		gen, _ := strconv.ParseUint(m.Header.Get(hdrGen), 10, 64)
+		holder := s.newHolder()
+		var stale, busy bool
+		var due time.Time
+		r, err := s.update(ctx, id, func(r *record) (bool, error) {
+			stale, busy, due = false, false, time.Time{}
+			switch {
+			case r.State != store.Pending || r.Gen != gen:
+				stale = true
+			case r.Lease.live():
+				busy = true
+			case r.NextAttemptAt.After(now):
+				due = r.NextAttemptAt
+			}
+			if stale || busy || !due.IsZero() {
+				return false, nil
+			}
+			r.Lease = &leaseMark{Holder: holder, Until: time.Now().Add(s.opts.LeaseTTL), Due: m.Sequence}
+			r.Ordered = true
+			return true, nil
+		})
+		if errors.Is(err, store.ErrNotFound) {
+			stale = true
+		} else if err != nil {
+			return "", time.Time{}, err
+		}
+		switch {
+		case stale:
+			if err := s.due.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return "", time.Time{}, err
+			}
+			continue
+		case busy:
+			return "", time.Time{}, nil
+		case !due.IsZero():
+			return "", due, nil
+		}
+		s.hold(r.ID, &lease{inbox: inbox, holder: holder, seq: m.Sequence})
+		return r.ID, time.Time{}, nil
+	}
+	return "", time.Time{}, nil
+}
+
+func (s *Store) newHolder() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.leaseSeq++
+	return s.node + "/" + strconv.FormatUint(s.leaseSeq, 10)
+}
+
+// hold keeps lease l of event id on this node and refreshes it until it
+// ends.
+func (s *Store) hold(id string, l *lease) {
+	l.stop = make(chan struct{})
+	s.mu.Lock()
+	if old := s.leases[id]; old != nil {
+		close(old.stop)
+	}
+	s.leases[id] = l
+	s.mu.Unlock()
+	go s.refresh(id, l)
+}
+
+// refresh keeps lease l alive while its attempt runs: InProgress on its
+// message (AckWait starts over) and a later Until in the event's state.
+func (s *Store) refresh(id string, l *lease) {
+	t := time.NewTicker(s.opts.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if l.msg != nil {
+			l.msg.InProgress()
+		}
+		ctx, cancel := s.op()
+		r, err := s.update(ctx, id, func(r *record) (bool, error) {
+			if r.Lease == nil || r.Lease.Holder != l.holder {
+				return false, nil
+			}
+			r.Lease.Until = time.Now().Add(s.opts.LeaseTTL)
+			return true, nil
+		})
+		cancel()
+		if errors.Is(err, store.ErrNotFound) || err == nil && (r.Lease == nil || r.Lease.Holder != l.holder) {
+			return // ended or taken over
+		}
+	}
+}
+
+// endLease forgets this node's lease of id and returns it (nil if none).
+func (s *Store) endLease(id string) *lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.leases[id]
+	if l != nil {
+		close(l.stop)
+		delete(s.leases, id)
+	}
+	return l
+}
+
+func (s *Store) leaseOf(id string) *lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases[id]
+}
+
+// Load reads leased event id with its request, marked delivering; nil, nil
+// (and the lease ended) if it was finished or deleted meanwhile. On an
+// error the lease stays; the caller releases it.
+func (s *Store) Load(id string, now time.Time) (*store.Event, error) {
+	ctx, cancel := s.op()
+	defer cancel()
+	r, _, err := s.getRecord(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && r.State != store.Pending {
+		s.finishLease(ctx, id, nil)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading event %s: %w", id, err)
+	}
+	e := r.event()
+	if err := s.readRequest(ctx, r, e); err != nil {
+		return nil, fmt.Errorf("loading event %s: %w", id, err)
+	}
+	e.State = store.Delivering
+	return e, nil
+}
+
+// finishLease ends this node's lease of id after the event's state no
+// longer needs its due message (r nil: finished or gone): acked or deleted.
+func (s *Store) finishLease(ctx context.Context, id string, _ *record) {
+	l := s.endLease(id)
+	if l == nil {
+		return
+	}
+	if l.msg != nil {
+		l.msg.Ack()
+	} else {
+		s.due.DeleteMsg(ctx, l.seq)
+	}
+	s.signalEnd(l.inbox)
+}
+
+// Record stores attempt a of leased event id, applies next and ends the
+// lease, and returns the event as stored (without its request). An event
+// replayed while its attempt was in flight is pending and due at once
+// after the record, whatever next says. When the record cannot be written
+// the lease stays (and is kept alive). A deleted event ends the lease and
+// returns store.ErrNotFound.
+func (s *Store) Record(id string, a store.Attempt, next store.Next) (*store.Event, error) {
+	if err := s.faults.Check(store.StepRecord); err != nil {
+		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	ctx, cancel := s.op()
+	defer cancel()
+	l := s.leaseOf(id)
+	var keep, finished bool // keep: the leased due message stays the event's
+	var published uint64    // the generation of a retry already published
+	r, err := s.update(ctx, id, func(r *record) (bool, error) {
+		att := a
+		if att.N <= 0 {
+			att.N = r.Attempts + 1
+		}
+		r.History = append(r.History, att)
+		r.Attempts = max(r.Attempts, att.N)
+		r.Lease = nil
+		now := time.Now()
+		keep, finished = false, false
+		switch {
+		case r.Replayed:
+			r.Replayed = false
+			r.ReplayedAfter = r.Attempts
+			r.State, r.NextAttemptAt, r.FinishedAt = store.Pending, now, time.Time{}
+			if r.Ordered {
+				keep = true
+				break
+			}
+			// A new due message rather than a Nak: a Nak is not
+			// confirmed, and the next lease must find the event due.
+			if published != r.Gen+1 {
+				published = r.Gen + 1
+				if err := s.publishDue(ctx, r.Inbox, id, published, now); err != nil {
+					return false, err
+				}
+			}
+			r.Gen = published
+		case next.Delivered || next.Dead:
+			r.State, r.NextAttemptAt, r.FinishedAt = store.Delivered, time.Time{}, now
+			if next.Dead {
+				r.State = store.Dead
+			}
+			finished = true
+		default:
+			due := next.RetryAt
+			if due.IsZero() {
+				due = now
+			}
+			r.State, r.NextAttemptAt = store.Pending, due
+			if r.Ordered {
+				keep = true // the head holds the line
+				break
+			}
+			if published != r.Gen+1 {
+				published = r.Gen + 1
+				if err := s.publishDue(ctx, r.Inbox, id, published, due); err != nil {
+					return false, err
+				}
+			}
+			r.Gen = published
+		}
+		return true, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		s.finishLease(ctx, id, nil)
+		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
+	}
+	if finished {
+		s.addPending(ctx, r.Inbox, -1, 0)
+	}
+	if l != nil {
+		s.endLease(id)
+		switch {
+		case keep:
+		case l.msg != nil:
+			// Confirmed, so the slot is free for the next lease.
+			l.msg.DoubleAck(ctx)
+		default:
+			s.due.DeleteMsg(ctx, l.seq)
+		}
+		s.signalEnd(r.Inbox)
+	}
+	return r.event(), nil
+}
+
+// Release ends a lease with no attempt: the event stays due.
+func (s *Store) Release(id string) {
+	l := s.endLease(id)
+	if l == nil {
+		return
+	}
+	ctx, cancel := s.op()
+	defer cancel()
+	s.update(ctx, id, func(r *record) (bool, error) {
+		if r.Lease == nil || r.Lease.Holder != l.holder {
+			return false, nil
+		}
+		r.Lease = nil
+		return true, nil
+	})
+	if l.msg != nil {
+		l.msg.Nak()
+	}
+	s.signalEnd(l.inbox)
+}

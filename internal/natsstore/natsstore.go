@@ -1,0 +1,495 @@
+// Package natsstore is the store of several hookinbox nodes: every inbox's
+// queue, retry schedule, dedupe keys and history kept in NATS JetStream, so
+// that any node takes any inbox's webhooks and any node delivers them
+// (SPEC.md, "Stores: one node, or several"). It keeps the promises of
+// store.Store, checked by internal/storetest.
+//
+// What it keeps, under a prefix p (default "hookinbox"; P is it upper-cased):
+//
+//   - stream P_REQUESTS, subjects p.req.<inbox>: each request as received
+//     (the body as the message, the HTTP header in a message header). File
+//     storage, Limits retention with no age limit: it is the history, and
+//     a pending event's request must outlive any MaxAge; finished events
+//     are removed by the retention sweep. Enqueue waits for its PubAck, so
+//     a 200 means the request is on `replicas` servers (on their disks
+//     with sync_interval: always).
+//   - bucket P_EVENTS: one key per event id, its state as JSON (state,
+//     attempts and their records, next attempt, replayed-after, finished-at,
+//     the request's stream sequence, the lease). Every transition is a
+//     compare-and-set on the key's revision, so two nodes never both apply
+//     one: a lease is a transition too.
+//   - bucket P_DEDUPE: one key per (inbox, sender key), made with Create
+//     and a per-key TTL of the window. Never Nats-Msg-Id: its window lives
+//     in every replica's memory and is rebuilt from the stream at restart.
+//   - bucket P_COUNTS: per inbox, how many events are pending (max_pending
+//     is checked against it with compare-and-set, so it holds across nodes).
+//   - stream P_DUE (WorkQueue, message schedules allowed): the due work.
+//     p.due.<inbox> holds one message per event that may be attempted now
+//     (its id and its generation, which the state names: a message of an
+//     older generation is stale and dropped). A retry is a schedule message
+//     on p.sched.<inbox>.<id>.<due in unix ns> targeting p.due.<inbox>: a
+//     waiting retry holds no MaxAckPending slot.
+//
+// An unordered inbox has one durable pull consumer on p.due.<inbox>,
+// AckExplicit, MaxAckPending its concurrency (so the bound holds across the
+// cluster), AckWait the lease TTL. A lease is a fetched message plus the
+// lease written into the event's state; while the attempt runs the node
+// refreshes both (InProgress, and the state's lease), so AckWait can be
+// shorter than the app's timeout without a second delivery, and a node that
+// dies mid-attempt stops refreshing: the message comes back after AckWait
+// and the state's lease has expired, so another node takes it.
+//
+// An ordered inbox has no consumer: its head is the first message on
+// p.due.<inbox> (a direct get, next by subject), leased by writing the lease
+// into its state; a failed head keeps its message and waits for its retry
+// in its state, so it holds the line. Arrival order is the stream's order,
+// the same on every node.
+//
+// The interface's Lease takes a now that may be ahead of the clock (tests,
+// and the dispatcher's timers): a retry due by then but scheduled later in
+// JetStream's time is pulled forward (its schedule purged, its due message
+// published at once). Lease finds the waiting retries from the due stream's
+// per-subject counts, which name the due times: no message is read.
+//
+// Wake-ups: every node subscribes (core NATS) to p.due.* and p.wake.*: a
+// due message published by any node, or a lease ended on any node, wakes
+// that inbox's dispatcher; what sends no signal (a schedule fired inside
+// the server, a lease expired on a dead node, a Nak's delay) is found by a
+// poll every 250 ms.
+//
+// Listings, inbox counts and bulk replays scan the event bucket: their cost
+// grows with the events kept (a first version; an index per inbox and state
+// is the next step).
+package natsstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/hookinbox/hookinbox/internal/store"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix names its streams, buckets and subjects; default "hookinbox".
+	Prefix string
+	// Replicas of every stream and bucket; default 1 (the Caddy module
+	// applies SPEC's default of 3).
+	Replicas int
+	// Retention: how long delivered and dead events stay in history. Zero
+	// or less keeps them until they are deleted.
+	Retention time.Duration
+	// LeaseTTL is how long a lease outlives a node that stopped refreshing
+	// it (the consumers' AckWait); default 15s. A dead node's deliveries
+	// are taken over after it.
+	LeaseTTL time.Duration
+	// Timeout bounds each call to NATS; default 5s. Enqueue without NATS
+	// or without a quorum fails after it, never succeeds.
+	Timeout time.Duration
+	// Faults, if set (tests), makes steps fail on demand:
+	// store.StepJournalWrite fails Enqueue's publish, store.StepRecord
+	// fails Record.
+	Faults *store.Faults
+}
+
+// Store is a store.Store on JetStream. Its methods are safe for concurrent use.
+type Store struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	opts   Options
+	prefix string
+	faults *store.Faults
+
+	requests jetstream.Stream
+	due      jetstream.Stream
+	events   jetstream.KeyValue
+	dedupe   jetstream.KeyValue
+	counts   jetstream.KeyValue
+
+	// node makes this process's lease holders unique in the cluster.
+	node      string
+	retention atomic.Int64 // time.Duration
+	ids       idSource
+
+	subs []*nats.Subscription
+	stop chan struct{}
+	bg   sync.WaitGroup
+
+	// consumerMu: one consumer creation at a time.
+	consumerMu sync.Mutex
+
+	mu          sync.Mutex
+	leases      map[string]*lease
+	consumers   map[string]jetstream.Consumer
+	concurrency map[string]int
+	wakes       map[string]chan struct{} // by subject token
+	leaseSeq    uint64
+	closed      bool
+}
+
+// defaultConcurrency is an unconfigured inbox's MaxAckPending (JetStream's own default).
+const defaultConcurrency = 1000
+
+// Open creates or updates the streams and buckets under opts.Prefix on the
+// JetStream nc reaches and returns the store. nc stays the caller's: Close
+// does not close it.
+func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
+	if opts.Prefix == "" {
+		opts.Prefix = "hookinbox"
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.LeaseTTL <= 0 {
+		opts.LeaseTTL = 15 * time.Second
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	for _, r := range opts.Prefix {
+		if !safeRune(r) || r == '_' {
+			return nil, fmt.Errorf("nats store prefix %q: use letters, digits and '-' only", opts.Prefix)
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	P := strings.ToUpper(strings.ReplaceAll(opts.Prefix, "-", "_"))
+	s := &Store{
+		nc: nc, js: js, opts: opts, prefix: opts.Prefix, faults: opts.Faults,
+		node:        ulid.Make().String(),
+		stop:        make(chan struct{}),
+		leases:      map[string]*lease{},
+		consumers:   map[string]jetstream.Consumer{},
+		concurrency: map[string]int{},
+		wakes:       map[string]chan struct{}{},
+	}
+	s.retention.Store(int64(opts.Retention))
+	ctx, cancel := context.WithTimeout(ctx, 4*opts.Timeout)
+	defer cancel()
+	s.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:      P + "_REQUESTS",
+		Subjects:  []string{s.prefix + ".req.*"},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		Replicas:  opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s_REQUESTS with %d replicas: %w", P, opts.Replicas, err)
+	}
+	s.due, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              P + "_DUE",
+		Subjects:          []string{s.prefix + ".due.*", s.prefix + ".sched.*.*.*"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.WorkQueuePolicy,
+		Replicas:          opts.Replicas,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s_DUE with %d replicas: %w", P, opts.Replicas, err)
+	}
+	bucket := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:         P + "_" + name,
+			Storage:        jetstream.FileStorage,
+			Replicas:       opts.Replicas,
+			History:        1,
+			LimitMarkerTTL: ttl,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("creating bucket %s_%s with %d replicas: %w", P, name, opts.Replicas, err)
+		}
+		return kv, nil
+	}
+	if s.events, err = bucket("EVENTS", 0); err != nil {
+		return nil, err
+	}
+	if s.dedupe, err = bucket("DEDUPE", time.Second); err != nil {
+		return nil, err
+	}
+	if s.counts, err = bucket("COUNTS", 0); err != nil {
+		return nil, err
+	}
+	// New due messages (from any node) and ended leases wake this node's
+	// dispatchers; a request's own subject is not listened to: its body
+	// would travel to every node.
+	for _, subject := range []string{s.prefix + ".due.*", s.prefix + ".wake.*"} {
+		sub, err := nc.Subscribe(subject, s.onSignal)
+		if err != nil {
+			s.unsubscribe()
+			return nil, fmt.Errorf("subscribing to wake-ups: %w", err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	s.bg.Add(2)
+	go s.tick()
+	go s.sweep()
+	return s, nil
+}
+
+// Configure sets an inbox's concurrency: its consumer's MaxAckPending, a
+// bound across every node. An inbox not configured gets 1000.
+func (s *Store) Configure(inbox string, concurrency int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.concurrency[inbox] != concurrency {
+		s.concurrency[inbox] = concurrency
+		delete(s.consumers, inbox) // updated at the next lease
+	}
+}
+
+// SetRetention changes how long finished events are kept.
+func (s *Store) SetRetention(d time.Duration) { s.retention.Store(int64(d)) }
+
+// Close stops the store's work: the lease refreshers (their leases expire
+// and the events are delivered again), the wake-ups and the sweep.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for id, l := range s.leases {
+		close(l.stop)
+		delete(s.leases, id)
+	}
+	s.mu.Unlock()
+	close(s.stop)
+	err := s.unsubscribe()
+	s.bg.Wait()
+	return err
+}
+
+func (s *Store) unsubscribe() error {
+	var errs []error
+	for _, sub := range s.subs {
+		errs = append(errs, sub.Unsubscribe())
+	}
+	return errors.Join(errs...)
+}
+
+// op returns a context bounded by the store's timeout.
+func (s *Store) op() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.opts.Timeout)
+}
+
+// Subjects and keys.
+
+const (
+	hdrID     = "Hookinbox-Event"
+	hdrGen    = "Hookinbox-Gen"
+	hdrHeader = "Hookinbox-Header"
+)
+
+var tokenEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
+
+func safeRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
+}
+
+// token is inbox as one subject token (and consumer name): as it is if it
+// is made of letters, digits, '-' and '_' and does not start with '_',
+// else '_' and its base32.
+func token(inbox string) string {
+	safe := inbox != "" && inbox[0] != '_'
+	for _, r := range inbox {
+		safe = safe && safeRune(r)
+	}
+	if safe {
+		return inbox
+	}
+	return "_" + tokenEncoding.EncodeToString([]byte(inbox))
+}
+
+func (s *Store) dueSubject(inbox string) string { return s.prefix + ".due." + token(inbox) }
+func (s *Store) wakeSubject(inbox string) string {
+	return s.prefix + ".wake." + token(inbox)
+}
+func (s *Store) schedPrefix(inbox string) string { return s.prefix + ".sched." + token(inbox) + "." }
+
+// State.
+
+// record is an event's state in the events bucket.
+type record struct {
+	ID            string          `json:"id"`
+	Inbox         string          `json:"inbox"`
+	ReceivedAt    time.Time       `json:"received_at"`
+	Method        string          `json:"method"`
+	Path          string          `json:"path"`
+	RawQuery      string          `json:"raw_query,omitempty"`
+	Verified      string          `json:"verified,omitempty"`
+	DedupeKey     string          `json:"dedupe_key,omitempty"`
+	State         store.State     `json:"state"`
+	Attempts      int             `json:"attempts"`
+	ReplayedAfter int             `json:"replayed_after,omitempty"`
+	NextAttemptAt time.Time       `json:"next_attempt_at,omitzero"`
+	FinishedAt    time.Time       `json:"finished_at,omitzero"`
+	History       []store.Attempt `json:"history,omitempty"`
+	// Request is the request's sequence in the requests stream.
+	Request uint64 `json:"request"`
+	// Gen is the generation of the event's due message: a due message of
+	// another generation is stale.
+	Gen uint64 `json:"gen"`
+	// Ordered: leased as the head of an ordered inbox, whose due message
+	// stays in place through its retries.
+	Ordered bool `json:"ordered,omitempty"`
+	// Replayed: replayed while an attempt was in flight; the attempt's
+	// record makes it due again.
+	Replayed bool       `json:"replayed,omitempty"`
+	Lease    *leaseMark `json:"lease,omitempty"`
+}
+
+// leaseMark is a lease as the cluster sees it.
+type leaseMark struct {
+	Holder string    `json:"holder"`
+	Until  time.Time `json:"until"`
+	// Due is the leased due message's stream sequence.
+	Due uint64 `json:"due"`
+}
+
+// live tells whether a lease is held now (by the clock, not a test's now).
+func (m *leaseMark) live() bool { return m != nil && m.Until.After(time.Now()) }
+
+func (r *record) event() *store.Event {
+	e := &store.Event{
+		ID: r.ID, Inbox: r.Inbox, ReceivedAt: r.ReceivedAt, Method: r.Method, Path: r.Path,
+		RawQuery: r.RawQuery, Verified: r.Verified, DedupeKey: r.DedupeKey, State: r.State,
+		Attempts: r.Attempts, ReplayedAfter: r.ReplayedAfter, NextAttemptAt: r.NextAttemptAt,
+		FinishedAt: r.FinishedAt,
+	}
+	if e.State == store.Pending && r.Lease.live() {
+		e.State = store.Delivering
+	}
+	return e
+}
+
+// getRecord reads an event's state and its revision; store.ErrNotFound if none.
+func (s *Store) getRecord(ctx context.Context, id string) (*record, uint64, error) {
+	if _, err := ulid.ParseStrict(id); err != nil {
+		return nil, 0, store.ErrNotFound
+	}
+	entry, err := s.events.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	r := new(record)
+	if err := json.Unmarshal(entry.Value(), r); err != nil {
+		return nil, 0, fmt.Errorf("decoding event %s: %w", id, err)
+	}
+	return r, entry.Revision(), nil
+}
+
+// putRecord writes r if the key is still at rev; errConflict if not.
+func (s *Store) putRecord(ctx context.Context, r *record, rev uint64) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.events.Update(ctx, r.ID, v, rev)
+	if conflict(err) {
+		return errConflict
+	}
+	return err
+}
+
+var errConflict = errors.New("changed meanwhile")
+
+// conflict tells a failed compare-and-set from other errors.
+func conflict(err error) bool {
+	return err != nil && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch))
+}
+
+// maxConflicts bounds a compare-and-set loop: beyond it a key is hot
+// enough that the caller should try later.
+const maxConflicts = 64
+
+// update applies change to event id's state with compare-and-set, reading
+// it again after each conflict. change returns false to write nothing.
+func (s *Store) update(ctx context.Context, id string, change func(r *record) (bool, error)) (*record, error) {
+	for range maxConflicts {
+		r, rev, err := s.getRecord(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		write, err := change(r)
+		if err != nil || !write {
+			return r, err
+		}
+		if err := s.putRecord(ctx, r, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	return nil, fmt.Errorf("event %s: %w %d times", id, errConflict, maxConflicts)
+}
+
+// scan calls fn with every event's state.
+func (s *Store) scan(ctx context.Context, fn func(r *record)) error {
+	w, err := s.events.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case entry := <-w.Updates():
+			if entry == nil {
+				return nil
+			}
+			r := new(record)
+			if err := json.Unmarshal(entry.Value(), r); err != nil {
+				continue
+			}
+			fn(r)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// idSource makes ULIDs that increase strictly within a millisecond on
+// this node: ids sort by arrival, to the millisecond across nodes.
+type idSource struct {
+	mu      sync.Mutex
+	entropy *ulid.MonotonicEntropy
+}
+
+func (s *idSource) next(t time.Time) string {
+	ms := ulid.Timestamp(t)
+	if t.Before(time.Unix(0, 0)) || ms > ulid.MaxTime() {
+		ms = ulid.Now()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.entropy == nil {
+		s.entropy = ulid.Monotonic(rand.Reader, 0)
+	}
+	id, err := ulid.New(ms, s.entropy)
+	if err != nil {
+		s.entropy = ulid.Monotonic(rand.Reader, 0)
+		id = ulid.MustNew(ms, s.entropy)
+	}
+	return id.String()
+}
+
+var _ store.Store = (*Store)(nil)

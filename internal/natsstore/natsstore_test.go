@@ -1,0 +1,303 @@
+package natsstore_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/hookinbox/hookinbox/internal/natsstore"
+	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/storetest"
+)
+
+// runServer starts one JetStream server on a loopback port, fsyncing every
+// write before its ack, as the README tells users to run it.
+func runServer(t *testing.T, dir string, mod func(*server.Options)) *server.Server {
+	t.Helper()
+	opts := test.DefaultTestOptions
+	opts.Port = -1
+	opts.JetStream = true
+	opts.StoreDir = dir
+	opts.SyncAlways = true
+	if mod != nil {
+		mod(&opts)
+	}
+	s := test.RunServer(&opts)
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// freePorts returns n loopback ports free right now.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// runCluster starts a three-server JetStream cluster on loopback and waits
+// until it has a meta leader.
+func runCluster(t *testing.T) []*server.Server {
+	t.Helper()
+	ports := freePorts(t, 3)
+	routes := ""
+	for i, p := range ports {
+		if i > 0 {
+			routes += ","
+		}
+		routes += fmt.Sprintf("nats://127.0.0.1:%d", p)
+	}
+	var servers []*server.Server
+	for i, p := range ports {
+		servers = append(servers, runServer(t, t.TempDir(), func(o *server.Options) {
+			o.ServerName = fmt.Sprintf("n%d", i+1)
+			o.Cluster.Name = "hookinbox"
+			o.Cluster.Host = "127.0.0.1"
+			o.Cluster.Port = p
+			o.Routes = server.RoutesFromStr(routes)
+		}))
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range servers {
+			if s.JetStreamIsLeader() {
+				return servers
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the cluster elected no JetStream meta leader")
+	return nil
+}
+
+func connect(t *testing.T, servers ...*server.Server) *nats.Conn {
+	t.Helper()
+	url := ""
+	for i, s := range servers {
+		if i > 0 {
+			url += ","
+		}
+		url += s.ClientURL()
+	}
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+var prefixes atomic.Int64
+
+// opener opens a store under a prefix of its own on nc for each case.
+func opener(nc *nats.Conn, replicas int) storetest.Opener {
+	return func(t *testing.T) (store.Store, *store.Faults) {
+		f := new(store.Faults)
+		s, err := natsstore.Open(context.Background(), nc, natsstore.Options{
+			Prefix:    fmt.Sprintf("t%d", prefixes.Add(1)),
+			Replicas:  replicas,
+			Retention: time.Hour,
+			LeaseTTL:  3 * time.Second,
+			Faults:    f,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, f
+	}
+}
+
+// The NATS store's row of the stores' conformance suite, on one server.
+func TestConformanceSingle(t *testing.T) {
+	nc := connect(t, runServer(t, t.TempDir(), nil))
+	storetest.Run(t, opener(nc, 1))
+}
+
+// The same on a three-server cluster, everything stored R3.
+func TestConformanceCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	nc := connect(t, runCluster(t)...)
+	storetest.Run(t, opener(nc, 3))
+}
+
+// Without NATS, Enqueue fails within the store's timeout: never a 200.
+func TestEnqueueWithoutNATSFails(t *testing.T) {
+	srv := runServer(t, t.TempDir(), nil)
+	nc := connect(t, srv)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "down", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	start := time.Now()
+	_, _, err = s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: []byte("x")}, store.Limits{})
+	if err == nil {
+		t.Fatal("Enqueue succeeded with the server down")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Enqueue failed after %s, want within about its 1s timeout", d)
+	}
+}
+
+// Every event acknowledged while the requests stream's leader is killed
+// mid-load is leased afterwards.
+func TestStreamLeaderKilledMidLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-server cluster")
+	}
+	servers := runCluster(t)
+	nc := connect(t, servers...)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{
+		Prefix: "kill", Replicas: 3, LeaseTTL: 3 * time.Second, Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	var acked sync.Map
+	var failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: fmt.Appendf(nil, "%d-%d", w, i)}, store.Limits{})
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				acked.Store(id, true)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	var leader *server.Server
+	for _, srv := range servers {
+		if srv.JetStreamIsStreamLeader("$G", "KILL_REQUESTS") {
+			leader = srv
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader of the requests stream")
+	}
+	leader.Shutdown()
+	leader.WaitForShutdown()
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+
+	want := 0
+	acked.Range(func(_, _ any) bool { want++; return true })
+	if want == 0 {
+		t.Fatal("no event was acknowledged")
+	}
+	leased := map[string]bool{}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(leased) < want && time.Now().Before(deadline) {
+		id, _, err := s.Lease("in", time.Now(), false)
+		if err != nil || id == "" {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		leased[id] = true
+		if _, err := s.Record(id, store.Attempt{At: time.Now(), Outcome: store.OutcomeOK}, store.Next{Delivered: true}); err != nil {
+			t.Logf("record %s: %v", id, err)
+		}
+	}
+	lost := 0
+	acked.Range(func(id, _ any) bool {
+		if !leased[id.(string)] {
+			lost++
+			if lost <= 5 {
+				t.Errorf("acknowledged event %s was never leased", id)
+			}
+		}
+		return true
+	})
+	t.Logf("%d events acknowledged, %d enqueues refused during the failover, %d lost", want, failed.Load(), lost)
+}
+
+// A retry is a message schedule that JetStream fires by itself: once its
+// time has passed, the schedule is gone and the event's due message is
+// there, with no Lease having pulled it forward.
+func TestRetryScheduleFires(t *testing.T) {
+	nc := connect(t, runServer(t, t.TempDir(), nil))
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "sched"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in"}, store.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := s.Lease("in", time.Now(), false); err != nil || got != id {
+		t.Fatalf("lease = %q, %v", got, err)
+	}
+	retryAt := time.Now().Add(1500 * time.Millisecond)
+	if _, err := s.Record(id, store.Attempt{At: time.Now(), Outcome: store.OutcomeServerError}, store.Next{RetryAt: retryAt}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func() map[string]uint64 {
+		st, err := js.Stream(context.Background(), "SCHED_DUE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(context.Background(), jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects
+	}
+	before := subjects()
+	if len(before) != 1 || before["sched.due.in"] != 0 {
+		t.Fatalf("before the retry: subjects %v, want the schedule only", before)
+	}
+	time.Sleep(time.Until(retryAt) + 1500*time.Millisecond)
+	after := subjects()
+	if len(after) != 1 || after["sched.due.in"] != 1 {
+		t.Fatalf("after the retry's time: subjects %v, want one due message only", after)
+	}
+	if got, _, err := s.Lease("in", time.Now(), false); err != nil || got != id {
+		t.Fatalf("lease after the schedule fired = %q, %v; want %s", got, err, id)
+	}
+}
