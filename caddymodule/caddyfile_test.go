@@ -183,3 +183,51 @@ func TestGlobalOptionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCaddyfileNATSStoreAdapts(t *testing.T) {
+	caddytest.AssertAdapt(t, `{
+	hookinbox {
+		store nats {
+			servers nats://10.0.0.1:4222 nats://10.0.0.2:4222
+			user hookinbox
+			password {env.NATS_PASSWORD}
+			tls {
+				ca /etc/nats/ca.pem
+			}
+			replicas 3
+			prefix shop
+		}
+	}
+}
+`, "caddyfile", `{
+	"apps": {
+		"hookinbox": {
+			"store": {
+				"module": "nats",
+				"password": "{env.NATS_PASSWORD}",
+				"prefix": "shop",
+				"replicas": 3,
+				"servers": [
+					"nats://10.0.0.1:4222",
+					"nats://10.0.0.2:4222"
+				],
+				"tls": {
+					"ca": "/etc/nats/ca.pem"
+				},
+				"user": "hookinbox"
+			}
+		}
+	}
+}`)
+	for _, block := range []string{
+		"hookinbox {\nstore nats extra\n}",
+		"hookinbox {\nstore nats {\nreplicas zero\n}\n}",
+		"hookinbox {\nstore nats {\nservers\n}\n}",
+		"hookinbox {\nstore nats {\nsync always\n}\n}",
+		"hookinbox {\nstore nats {\nembedded {\nlisten :4222\n}\n}\n}",
+	} {
+		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(block), nil); err == nil {
+			t.Errorf("parsed %q without an error", block)
+		}
+	}
+}

@@ -58,6 +58,13 @@ type Queue interface {
 	Release(id string)
 }
 
+// concurrencyBound is a queue that bounds an inbox's leases itself: a
+// store shared by several nodes, where the bound holds across all of them
+// and this node's own count is not enough.
+type concurrencyBound interface {
+	Configure(inbox string, concurrency int)
+}
+
 // Inbox is one inbox's delivery settings, as configured.
 //
 // Zero values that make no sense get the documented defaults (Method,
@@ -195,6 +202,9 @@ func (s *Service) Configure(inboxes []Inbox) {
 	for _, cfg := range inboxes {
 		seen[cfg.Name] = true
 		set, err := newSettings(cfg)
+		if c, ok := s.queue.(concurrencyBound); ok {
+			c.Configure(cfg.Name, set.Concurrency)
+		}
 		if err != nil {
 			// The glue validates the URL at provisioning; should one slip
 			// through, the inbox's events stay pending rather than fail.
