@@ -145,6 +145,7 @@ func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
 	st, err := natsstore.Open(ctx, nc, natsstore.Options{
 		Prefix:   n.Prefix,
 		Replicas: n.Replicas,
+		LeaseTTL: natsLeaseTTL,
 		Faults:   testStoreFaults,
 	})
 	if err != nil {
@@ -155,6 +156,11 @@ func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
 	}
 	return &natsConnStore{Store: st, nc: nc}, nil
 }
+
+// natsLeaseTTL is how long the deliveries of a node that died stay taken:
+// short, so that others take them over within a few seconds, whatever the
+// inboxes' timeouts (a live node refreshes its leases a few times a TTL).
+const natsLeaseTTL = 5 * time.Second
 
 // natsOpenTimeout bounds creating the streams and buckets at start.
 const natsOpenTimeout = 30 * time.Second
