@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookinbox/hookinbox/internal/natstest"
+)
+
+// nodeConfig is one Caddy node of a cluster sharing the inboxes through
+// the NATS servers at urls: "shared" (concurrency 4) and "seq" (ordered).
+func nodeConfig(adminAddr, dir, addr, urls, app string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	storage file_system %s
+	hookinbox {
+		store nats {
+			servers %s
+			replicas 3
+		}
+	}
+}
+http://%s {
+	route /shared {
+		hookinbox shared {
+			forward %s/shared
+			concurrency 4
+			timeout 5s
+			retry 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms
+		}
+	}
+	route /seq {
+		hookinbox seq {
+			forward %s/seq
+			ordered
+			timeout 5s
+			retry 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms
+		}
+	}
+}
+`, adminAddr, filepath.Join(dir, "caddy"), urls, addr, app, app)
+}
+
+// TestTwoNodesOneClusterLoseNothing runs two Caddy nodes on one cluster of
+// three NATS servers, sends to both, and kills one Caddy node (SIGKILL) and
+// one NATS server mid-load: every event that got a 200, from either node,
+// is delivered; the survivor's admin API shows the dead node's events;
+// ordered holds across the nodes; and deliveries in flight never exceed
+// the inbox's concurrency, across the cluster.
+func TestTwoNodesOneClusterLoseNothing(t *testing.T) {
+	bin := caddyBinary(t)
+	cluster := natstest.Cluster(t, 3)
+	urls := natstest.URLs(cluster...)
+
+	rec := newRecorder()
+	rec.setAnswer(func(r *http.Request, _ string) int {
+		time.Sleep(10 * time.Millisecond) // long enough to overlap
+		return http.StatusOK
+	})
+	app := newAppServer(t, rec)
+
+	type node struct {
+		srv   *server
+		addr  string
+		admin adminClient
+	}
+	var nodes []*node
+	for i := range 2 {
+		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
+		addr, adminAddr := freePort(t), freePort(t)
+		config := writeConfig(t, t.TempDir(), nodeConfig(adminAddr, dir, addr, urls, app.url("")))
+		n := &node{addr: addr, admin: adminClient{t, adminAddr}}
+		n.srv = startServer(t, bin, config, addr, logFile(t, filepath.Dir(config)))
+		defer n.srv.kill()
+		nodes = append(nodes, n)
+	}
+
+	// Senders on both nodes; the ordered inbox gets its events one at a
+	// time, alternating between the nodes, so arrival order is defined.
+	var mu sync.Mutex
+	var acked []string
+	var seqAcked []int
+	byNode := map[int][]string{} // node -> ids it acknowledged
+	stop := make(chan struct{})
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			s := newSender("http://" + nodes[i].addr + "/shared")
+			for k := 0; k < 3000; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"node":%d,"n":%d}`, i, k)
+				sent.Add(1)
+				a, err := s.send(body)
+				if err == nil && a.status == http.StatusOK {
+					mu.Lock()
+					acked = append(acked, body)
+					byNode[i] = append(byNode[i], a.eventID())
+					mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	wg.Go(func() {
+		for k := 0; k < 3000; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := nodes[k%2]
+			if !n.srv.alive() {
+				n = nodes[0]
+			}
+			a, err := newSender("http://" + n.addr + "/seq").send(fmt.Sprintf(`{"seq":%d}`, k))
+			if err == nil && a.status == http.StatusOK {
+				mu.Lock()
+				seqAcked = append(seqAcked, k)
+				mu.Unlock()
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	time.Sleep(2 * time.Second)
+	nodes[1].srv.kill()
+	cluster[2].Shutdown()
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(acked) < 100 || len(seqAcked) < 50 {
+		t.Fatalf("only %d and %d events acknowledged of %d sent", len(acked), len(seqAcked), sent.Load())
+	}
+	waitFor(t, "every acknowledged event delivered", 60*time.Second, func() bool {
+		return len(rec.missing(acked)) == 0 && len(rec.orderOf("seq")) >= len(seqAcked)
+	})
+	distinct, duplicates := rec.counts()
+	t.Logf("%d sent, %d + %d acknowledged (node 1 acknowledged %d before it was killed); %d distinct delivered, %d duplicates; peak in flight %d",
+		sent.Load(), len(acked), len(seqAcked), len(byNode[1]), distinct, duplicates, rec.peakOf("shared"))
+	if missing := rec.missing(acked); len(missing) > 0 {
+		t.Errorf("%d acknowledged events never delivered, e.g. %s", len(missing), missing[0])
+	}
+	checkOrder(t, "seq", rec.orderOf("seq"), seqAcked)
+	if p := rec.peakOf("shared"); p > 4 {
+		t.Errorf("%d deliveries of inbox shared in flight at once across the nodes, want at most its concurrency 4", p)
+	}
+	// The dead node's in-flight deliveries are repeated at most.
+	if duplicates > 2*(4+1) {
+		t.Errorf("%d duplicates, want at most the deliveries the dead node had in flight, twice", duplicates)
+	}
+	if len(byNode[1]) == 0 {
+		t.Fatal("the killed node acknowledged nothing")
+	}
+	id := byNode[1][len(byNode[1])-1]
+	var e struct {
+		State string `json:"state"`
+	}
+	nodes[0].admin.get("/hookinbox/events/"+id, &e)
+	if e.State != "delivered" {
+		t.Errorf("the survivor shows the dead node's event %s as %q, want delivered", id, e.State)
+	}
+}
