@@ -219,3 +219,62 @@ func TestRetryScheduleFires(t *testing.T) {
 		t.Fatalf("lease after the schedule fired = %q, %v; want %s", got, err, id)
 	}
 }
+
+// Every server of the cluster down, then up again on its disk: Enqueue
+// fails meanwhile, within its timeout, never succeeds; once the cluster is
+// back it works again by itself, and every event acknowledged before is
+// still there.
+func TestAllServersDownThenUp(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	nc := connect(t, servers...)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{
+		Prefix: "outage", Replicas: 3, LeaseTTL: 3 * time.Second, Timeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	enqueue := func(body string) (string, error) {
+		id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: []byte(body)}, store.Limits{})
+		return id, err
+	}
+	var before []string
+	for i := range 5 {
+		id, err := enqueue(fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, id)
+	}
+
+	for _, srv := range servers {
+		srv.Shutdown()
+	}
+	start := time.Now()
+	if _, err := enqueue("during"); err == nil {
+		t.Fatal("Enqueue succeeded with every server down")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Enqueue took %s to fail, want about its 1s timeout", took)
+	}
+
+	for i, srv := range servers {
+		servers[i] = natstest.Restart(t, srv)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var after string
+	for {
+		if after, err = enqueue("after"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Enqueue still failing a minute after the cluster came back: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, id := range append(before, after) {
+		if e, _, err := s.Get(id); err != nil || e.State != store.Pending {
+			t.Errorf("event %s after the outage: %v", id, err)
+		}
+	}
+}

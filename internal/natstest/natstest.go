@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,19 +21,40 @@ import (
 func Server(t testing.TB, mod func(*server.Options)) *server.Server {
 	t.Helper()
 	opts := test.DefaultTestOptions
-	opts.Port = -1
+	opts.Port = freePorts(t, 1)[0] // fixed, so that Restart finds it again
 	opts.JetStream = true
 	opts.StoreDir = t.TempDir()
 	opts.SyncAlways = true
 	if mod != nil {
 		mod(&opts)
 	}
-	s := test.RunServer(&opts)
+	return run(t, &opts)
+}
+
+// options remembers each server's options, for Restart.
+var options sync.Map // *server.Server -> *server.Options
+
+func run(t testing.TB, opts *server.Options) *server.Server {
+	s := test.RunServer(opts)
+	options.Store(s, opts)
 	t.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
 	return s
+}
+
+// Restart starts again, on the same ports and store directory, a server
+// Server or Cluster started and the test shut down.
+func Restart(t testing.TB, s *server.Server) *server.Server {
+	t.Helper()
+	s.WaitForShutdown()
+	opts, ok := options.Load(s)
+	if !ok {
+		t.Fatal("natstest: Restart of a server it did not start")
+	}
+	o := *opts.(*server.Options)
+	return run(t, &o)
 }
 
 // Cluster starts a cluster of n JetStream servers and waits until it has
