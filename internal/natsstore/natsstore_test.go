@@ -278,3 +278,108 @@ func TestAllServersDownThenUp(t *testing.T) {
 		}
 	}
 }
+
+// The leader of an inbox's consumer killed while events are being leased
+// and recorded: the consumer moves to another server, and every event is
+// delivered.
+func TestConsumerLeaderKilledMidDelivery(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	nc := connect(t, servers...)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{
+		Prefix: "ckill", Replicas: 3, LeaseTTL: 3 * time.Second, Timeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Configure("in", 4)
+	const n = 150
+	var ids []string
+	for i := range n {
+		id, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in", Body: fmt.Append(nil, i)}, store.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+
+	// The consumer exists once a lease made it.
+	if id, _, err := s.Lease("in", time.Now(), false); err != nil || id == "" {
+		t.Fatalf("first lease: %q %v", id, err)
+	} else {
+		s.Release(id)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaderName string
+	deadline := time.Now().Add(10 * time.Second)
+	for leaderName == "" && time.Now().Before(deadline) {
+		stream, err := js.Stream(context.Background(), "CKILL_DUE")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for info := range stream.ListConsumers(context.Background()).Info() {
+			if info.Cluster != nil {
+				leaderName = info.Cluster.Leader
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if leaderName == "" {
+		t.Fatal("no consumer leader found")
+	}
+	var delivered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id, _, err := s.Lease("in", time.Now(), false)
+				if err != nil || id == "" {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				time.Sleep(40 * time.Millisecond) // the app at work
+				if _, err := s.Record(id, store.Attempt{At: time.Now(), Outcome: store.OutcomeOK}, store.Next{Delivered: true}); err == nil {
+					delivered.Add(1)
+				} else {
+					s.Release(id)
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	time.Sleep(300 * time.Millisecond)
+	if delivered.Load() > n/2 {
+		t.Fatalf("%d of %d delivered already: the kill would come too late", delivered.Load(), n)
+	}
+	for _, srv := range servers {
+		if srv.Name() == leaderName {
+			srv.Shutdown()
+		}
+	}
+	t.Logf("consumer leader %s shut down after %d deliveries", leaderName, delivered.Load())
+
+	deadline = time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		done := 0
+		for _, id := range ids {
+			if e, _, err := s.Get(id); err == nil && e.State == store.Delivered {
+				done++
+			}
+		}
+		if done == n {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("after the consumer leader died: %d of %d events delivered", delivered.Load(), n)
+}
