@@ -70,14 +70,33 @@ func TestTwoNodesOneClusterLoseNothing(t *testing.T) {
 		admin adminClient
 	}
 	var nodes []*node
+	var configs []string
 	for i := range 2 {
 		dir := filepath.Join(t.TempDir(), fmt.Sprint(i))
 		addr, adminAddr := freePort(t), freePort(t)
-		config := writeConfig(t, t.TempDir(), nodeConfig(adminAddr, dir, addr, urls, app.url("")))
+		configs = append(configs, nodeConfig(adminAddr, dir, addr, urls, app.url("")))
+		config := writeConfig(t, t.TempDir(), configs[i])
 		n := &node{addr: addr, admin: adminClient{t, adminAddr}}
 		n.srv = startServer(t, bin, config, addr, logFile(t, filepath.Dir(config)))
 		defer n.srv.kill()
 		nodes = append(nodes, n)
+	}
+
+	// A reload keeps the store, and so its connection to NATS.
+	clients := func() (n int) {
+		for _, srv := range cluster {
+			n += srv.NumClients()
+		}
+		return n
+	}
+	before := clients()
+	for range 3 {
+		if err := nodes[0].admin.load(configs[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := clients(); after != before {
+		t.Errorf("NATS clients: %d before three reloads, %d after; want the connection kept", before, after)
 	}
 
 	// Senders on both nodes; the ordered inbox gets its events one at a
@@ -132,18 +151,23 @@ func TestTwoNodesOneClusterLoseNothing(t *testing.T) {
 		}
 	})
 
-	time.Sleep(2 * time.Second)
+	count := func() (all, ofNode1 int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked), len(byNode[1])
+	}
+	// Mid-load: once node 1 has acknowledged some events, it and one NATS
+	// server die; the load goes on through node 0 for as many again.
+	waitFor(t, "node 1 to acknowledge 30 events", 30*time.Second, func() bool { _, n := count(); return n >= 30 })
 	nodes[1].srv.kill()
 	cluster[2].Shutdown()
-	time.Sleep(2 * time.Second)
+	atKill, _ := count()
+	waitFor(t, "node 0 to acknowledge 50 more", 30*time.Second, func() bool { n, _ := count(); return n >= atKill+50 })
 	close(stop)
 	wg.Wait()
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(acked) < 100 || len(seqAcked) < 50 {
-		t.Fatalf("only %d and %d events acknowledged of %d sent", len(acked), len(seqAcked), sent.Load())
-	}
 	waitFor(t, "every acknowledged event delivered", 60*time.Second, func() bool {
 		return len(rec.missing(acked)) == 0 && len(rec.orderOf("seq")) >= len(seqAcked)
 	})

@@ -21,7 +21,7 @@ import (
 func Server(t testing.TB, mod func(*server.Options)) *server.Server {
 	t.Helper()
 	opts := test.DefaultTestOptions
-	opts.Port = freePorts(t, 1)[0] // fixed, so that Restart finds it again
+	opts.Port = -1
 	opts.JetStream = true
 	opts.StoreDir = t.TempDir()
 	opts.SyncAlways = true
@@ -36,7 +36,10 @@ var options sync.Map // *server.Server -> *server.Options
 
 func run(t testing.TB, opts *server.Options) *server.Server {
 	s := test.RunServer(opts)
-	options.Store(s, opts)
+	// Restart listens where this one did.
+	again := *opts
+	again.Port = s.Addr().(*net.TCPAddr).Port
+	options.Store(s, &again)
 	t.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
