@@ -31,11 +31,11 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 	e := &engine{opened: make(chan struct{})}
 	e.db.Store(&openStore{db})
 	h := &Handler{
-		Inbox:   "fuzz",
-		Forward: "http://127.0.0.1:1/",
-		MaxBody: 4096,
-		Methods: []string{http.MethodPost, http.MethodPut},
-		Dedupe:  caddy.Duration(defaultDedupe),
+		Inbox:          "fuzz",
+		Forward:        "http://127.0.0.1:1/",
+		MaxBody:        4096,
+		Methods:        []string{http.MethodPost, http.MethodPut},
+		Dedupe:         caddy.Duration(defaultDedupe),
 		DedupeKey:      &DedupeKey{JSON: "data.id"},
 		logger:         zap.NewNop(),
 		lastStoreError: new(atomic.Int64),
