@@ -480,7 +480,7 @@ func newEventDetail(e *store.Event, attempts []store.Attempt, sv *secretValues) 
 		Header:    sv.hideHeader(redactHeader(e.Header)),
 		History:   make([]attemptView, len(attempts)),
 	}
-	body, byName := redactBody(e.Body)
+	body, byName := redactBody(e.Body, e.Verified)
 	body, byValue := sv.hide(body)
 	d.Body, d.BodyEncoding = textOrBase64(body)
 	d.BodyRedacted = byName || byValue

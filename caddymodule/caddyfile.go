@@ -107,9 +107,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "verify":
-			var vc VerifyConfig
-			vc, err = parseVerify(d)
-			h.Verify = append(h.Verify, vc)
+			var raw []byte
+			raw, err = parseVerify(d)
+			h.VerifyRaw = append(h.VerifyRaw, raw)
 		case "forward":
 			h.Forward, err = oneArg(d)
 		case "forward_method":

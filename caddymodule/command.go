@@ -303,19 +303,6 @@ func deleteCommand() *cobra.Command {
 	}
 }
 
-// sendTestOptions maps send-test's --option names to the verify settings.
-var sendTestOptions = map[string]func(c *verify.Config, v string){
-	"header":           func(c *verify.Config, v string) { c.Header = v },
-	"query":            func(c *verify.Config, v string) { c.Query = v },
-	"algorithm":        func(c *verify.Config, v string) { c.Algorithm = v },
-	"encoding":         func(c *verify.Config, v string) { c.Encoding = v },
-	"prefix":           func(c *verify.Config, v string) { c.Prefix = v },
-	"content":          func(c *verify.Config, v string) { c.Content = v },
-	"timestamp_header": func(c *verify.Config, v string) { c.TimestampHeader = v },
-	"id_header":        func(c *verify.Config, v string) { c.IDHeader = v },
-	"url":              func(c *verify.Config, v string) { c.URL = v },
-}
-
 // sendTestSecretEnv is read when --secret is not given, so that the secret
 // need not appear in the shell's history or the process list.
 const sendTestSecretEnv = "HOOKINBOX_SECRET"
@@ -332,8 +319,13 @@ The secret is taken from --secret or, if that is not given, from the
 ` + sendTestSecretEnv + ` environment variable. It is never printed.
 
 Schemes: ` + strings.Join(verify.Schemes(), ", ") + `. The token and hmac schemes
-take the settings of their verify block as --option name=value (header, query,
-algorithm, encoding, prefix, content, timestamp_header, id_header, url).`,
+take the settings of their verify block as --option name=value (` + strings.Join(verify.Options(), ", ") + `).
+
+Monetizze, Perfect Pay, Cakto and Hotmart's v1 postbacks carry the secret in
+the body: send-test puts it there. discord, sendgrid and pagarme verify with
+the sender's public key, which cannot sign: give the matching private key as
+the secret instead (pagarme: an RSA private key in PEM, whose public key is in
+the JWKS the inbox's jwks names, with its RFC 7638 thumbprint as kid).`,
 		Args: cobra.ExactArgs(1),
 		RunE: runSendTest,
 	}
@@ -380,11 +372,12 @@ func runSendTest(cmd *cobra.Command, args []string) error {
 	options, _ := cmd.Flags().GetStringArray("option")
 	for _, o := range options {
 		name, value, ok := strings.Cut(o, "=")
-		set := sendTestOptions[name]
-		if !ok || set == nil {
-			return fmt.Errorf("--option %q: expected name=value with a name among header, query, algorithm, encoding, prefix, content, timestamp_header, id_header, url", hide(o))
+		if !ok {
+			return fmt.Errorf("--option %q: expected name=value with a name among %s", hide(o), strings.Join(verify.Options(), ", "))
 		}
-		set(&c, value)
+		if err := c.SetOption(name, value); err != nil {
+			return fmt.Errorf("--option %q: %v", hide(o), err)
+		}
 	}
 	target, err := url.Parse(args[0])
 	if err != nil || target.Host == "" || (target.Scheme != "http" && target.Scheme != "https") {
@@ -393,8 +386,7 @@ func runSendTest(cmd *cobra.Command, args []string) error {
 	shown := target.String()
 
 	now := time.Now()
-	body := verify.SampleBody(scheme, now)
-	header, err := verify.Sign(c, body, target, now)
+	body, header, err := verify.SignedSample(c, target, now)
 	if err != nil {
 		return fail(fmt.Errorf("signing the test event: %v", err))
 	}

@@ -6,13 +6,17 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -224,9 +228,20 @@ func TestCommandSendTestAcceptedByHookinbox(t *testing.T) {
 	const secret = "whsec_c2VuZC10ZXN0LXNlY3JldC0xMjM0NTY3ODkw"
 	keys := sendTestKeys(t)
 	app := newSwitchable(t, http.StatusOK)
+	// Pagar.me signs with its own private key: send-test signs with one
+	// generated here, whose public key the test serves as a JWKS, under its
+	// RFC 7638 thumbprint as kid.
+	jwks := newJWKSServer(t)
+	pagarmeKey := rsaKey(t)
+	jwks.add(rfc7638Thumbprint(&pagarmeKey.PublicKey), &pagarmeKey.PublicKey)
+	pagarmePEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(pagarmeKey)}))
 	var routes strings.Builder
 	unusable := map[string]error{}
 	for _, s := range verify.Schemes() {
+		if s == "pagarme" {
+			fmt.Fprintf(&routes, "\troute /hooks/%s {\n\t\thookinbox %s {\n\t\t\tverify pagarme {\n\t\t\t\tjwks %s\n\t\t\t}\n\t\t\tforward %s\n\t\t}\n\t}\n", s, s, jwks.srv.URL, app.srv.URL)
+			continue
+		}
 		verifySecret := secret
 		if k, ok := keys[s]; ok {
 			verifySecret = k[0]
@@ -277,6 +292,9 @@ http://localhost:9080 {
 			if k, ok := keys[s]; ok {
 				signSecret = k[1]
 			}
+			if s == "pagarme" {
+				signSecret = pagarmePEM
+			}
 			args := []string{"send-test", "--json", "--scheme", s, "--secret", signSecret}
 			for k, v := range sendTestExtras[s] {
 				args = append(args, "--option", k+"="+v)
@@ -300,6 +318,15 @@ http://localhost:9080 {
 			}
 		})
 	}
+}
+
+// rfc7638Thumbprint is the JWK thumbprint of an RSA key: the base64url
+// SHA-256 of {"e":…,"kty":"RSA","n":…} with no white space.
+func rfc7638Thumbprint(k *rsa.PublicKey) string {
+	canonical := `{"e":"` + base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes()) +
+		`","kty":"RSA","n":"` + base64.RawURLEncoding.EncodeToString(k.N.Bytes()) + `"}`
+	sum := sha256.Sum256([]byte(canonical))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // TestCommandSendTestAcceptedBySDKs checks send-test's requests with the

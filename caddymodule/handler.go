@@ -31,10 +31,8 @@ func init() {
 
 // Defaults of the handler's options.
 const (
-	defaultTimeout     = 30 * time.Second
-	defaultConcurrency = 4
-	defaultMaxBody     = 1 << 20
-	defaultDedupe      = 72 * time.Hour
+	defaultMaxBody = 1 << 20
+	defaultDedupe  = 72 * time.Hour
 	// retryAfter is what a sender is told to wait when the event could not
 	// be stored; senders retry on 503 on their own schedule anyway.
 	retryAfter = "5"
@@ -56,9 +54,11 @@ type Handler struct {
 	Inbox string `json:"inbox"`
 
 	// Verify lists the ways a sender can prove itself; a request passes if
-	// any one passes. With none, every request is accepted and a warning is
-	// logged at start.
-	Verify []VerifyConfig `json:"verify,omitempty"`
+	// any one passes. Each is a module of the namespace
+	// http.handlers.hookinbox.verify named by its "scheme" (hotmart,
+	// stripe, hmac, …). With none, every request is accepted and a warning
+	// is logged at start.
+	VerifyRaw []json.RawMessage `json:"verify,omitempty" caddy:"namespace=http.handlers.hookinbox.verify inline_key=scheme"`
 
 	// Forward is the URL events are delivered to. The original query string
 	// is appended. Required.
@@ -116,7 +116,7 @@ type Handler struct {
 	MaxPending int `json:"max_pending,omitempty"`
 
 	app            *App
-	verifiers      []verify.Verifier
+	verifiers      []Verifier
 	lastStoreError *atomic.Int64 // unix nanos of the last logged store error
 	schemes        []string
 	retry          []time.Duration
@@ -167,10 +167,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("inbox %s: forward must be an absolute http(s) URL", h.Inbox)
 	}
 	if h.ForwardMethod == "" {
-		h.ForwardMethod = http.MethodPost
+		h.ForwardMethod = deliver.DefaultMethod
 	}
 	if h.Timeout <= 0 {
-		h.Timeout = caddy.Duration(defaultTimeout)
+		h.Timeout = caddy.Duration(deliver.DefaultTimeout)
 	}
 	h.retry = defaultRetry
 	if len(h.Retry) > 0 {
@@ -183,7 +183,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	if h.Concurrency <= 0 {
-		h.Concurrency = defaultConcurrency
+		h.Concurrency = deliver.DefaultConcurrency
 	}
 	if h.MaxBody <= 0 {
 		h.MaxBody = defaultMaxBody
@@ -198,21 +198,24 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.Dedupe = caddy.Duration(defaultDedupe)
 	}
 
-	repl := secretReplacer()
 	var secrets []string
-	for i, vc := range h.Verify {
-		noteSecretPlaces(vc)
-		c, err := vc.config(repl)
-		var v verify.Verifier
-		if err == nil {
-			v, err = verify.New(c)
-		}
+	if h.VerifyRaw != nil {
+		mods, err := ctx.LoadModule(h, "VerifyRaw")
 		if err != nil {
-			return fmt.Errorf("inbox %s: verify #%d (%s): %v", h.Inbox, i+1, vc.Scheme, err)
+			return fmt.Errorf("inbox %s: verify: %v", h.Inbox, err)
 		}
-		h.verifiers = append(h.verifiers, v)
-		h.schemes = append(h.schemes, vc.Scheme)
-		secrets = append(secrets, c.Secrets...)
+		for i, mod := range mods.([]any) {
+			v, ok := mod.(Verifier)
+			name := caddy.GetModuleName(mod)
+			if !ok {
+				return fmt.Errorf("inbox %s: verify #%d (%s): module is not a verifier", h.Inbox, i+1, name)
+			}
+			h.verifiers = append(h.verifiers, v)
+			h.schemes = append(h.schemes, name)
+			if k, ok := mod.(SecretKeeper); ok {
+				secrets = append(secrets, k.SecretValues()...)
+			}
+		}
 	}
 	if len(h.verifiers) == 0 {
 		h.logger.Warn("inbox accepts every request: no verify is configured")
@@ -335,7 +338,7 @@ func (h *Handler) check(r *http.Request, body []byte) (verify.Result, *verify.Re
 	if len(h.verifiers) == 0 {
 		return verify.Result{Scheme: "none"}, nil
 	}
-	req := &verify.Request{
+	req := &VerifyRequest{
 		Method: r.Method,
 		URL:    requestURL(r),
 		Header: r.Header,

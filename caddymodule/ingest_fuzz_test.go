@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
 // newIngestHandler is a Handler set up as Provision would, on a real store
@@ -30,15 +31,11 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 	e := &engine{opened: make(chan struct{})}
 	e.db.Store(&openStore{db})
 	h := &Handler{
-		Inbox:   "fuzz",
-		Forward: "http://127.0.0.1:1/",
-		MaxBody: 4096,
-		Methods: []string{http.MethodPost, http.MethodPut},
-		Dedupe:  caddy.Duration(defaultDedupe),
-		Verify: []VerifyConfig{
-			{Scheme: "hotmart", Secrets: []string{"tok"}},
-			{Scheme: "token", Header: "X-Token", Secrets: []string{"secret"}},
-		},
+		Inbox:          "fuzz",
+		Forward:        "http://127.0.0.1:1/",
+		MaxBody:        4096,
+		Methods:        []string{http.MethodPost, http.MethodPut},
+		Dedupe:         caddy.Duration(defaultDedupe),
 		DedupeKey:      &DedupeKey{JSON: "data.id"},
 		logger:         zap.NewNop(),
 		lastStoreError: new(atomic.Int64),
@@ -48,13 +45,15 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 		},
 	}
 	h.countInto(h.app.metrics)
-	for _, vc := range h.Verify {
-		v, err := vc.verifier(secretReplacer())
-		if err != nil {
+	for _, s := range []*Scheme{
+		{name: "hotmart", Config: verify.Config{Secrets: []string{"tok"}}},
+		{name: "token", Config: verify.Config{Header: "X-Token", Secrets: []string{"secret"}}},
+	} {
+		if err := s.build(zap.NewNop()); err != nil {
 			tb.Fatal(err)
 		}
-		h.verifiers = append(h.verifiers, v)
-		h.schemes = append(h.schemes, vc.Scheme)
+		h.verifiers = append(h.verifiers, s)
+		h.schemes = append(h.schemes, s.name)
 	}
 	return h, db
 }

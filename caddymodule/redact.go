@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+
+	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
 // redacted replaces a secret wherever hookinbox shows a stored request:
@@ -27,9 +30,11 @@ var secretHeaders = []string{
 	"Cookie",
 }
 
-// secretBodyFields are body fields that carry a static secret: Hotmart's
-// older postbacks repeat the hottok in the body.
-var secretBodyFields = []string{"hottok"}
+// alwaysSecretBodyFields are body fields that carry a static secret
+// whichever scheme verified the event: names no sender uses for anything
+// else (Hotmart's v1 hottok, Monetizze's chave_unica). The schemes add their
+// own (verify.BodySecrets: Perfect Pay's token, Cakto's secret).
+var alwaysSecretBodyFields = []string{"hottok", "chave_unica"}
 
 // secretPlaces are the header and query parameter names that configured
 // token verifiers read their secret from. They are remembered for the whole
@@ -45,7 +50,7 @@ var secretPlaces = struct {
 // noteSecretPlaces records where the verifier configured by c finds a static
 // secret in a request, so that it is redacted wherever stored requests are
 // shown. The handler calls it for each of its verifiers.
-func noteSecretPlaces(c VerifyConfig) {
+func noteSecretPlaces(c verify.Config) {
 	if c.Scheme != "token" {
 		return
 	}
@@ -112,53 +117,75 @@ func redactQuery(raw string) string {
 	return strings.Join(parts, "&")
 }
 
-// redactBody returns body with the values of secret fields replaced by
-// [redacted], for a JSON object or a form-encoded body; other bodies are
-// returned as they are. It reports whether it changed anything.
-func redactBody(body []byte) ([]byte, bool) {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) > 0 && trimmed[0] == '{' {
-		var fields map[string]json.RawMessage
-		if json.Unmarshal(trimmed, &fields) != nil {
-			return body, false
-		}
-		changed := false
-		for _, name := range secretBodyFields {
-			for key := range fields {
-				if strings.EqualFold(key, name) {
-					fields[key] = json.RawMessage(`"` + redacted + `"`)
-					changed = true
-				}
-			}
-		}
-		if !changed {
-			return body, false
-		}
-		out, err := json.Marshal(fields)
+// redactBody returns body with the values of its secret fields replaced by
+// [redacted]: the top-level fields of a JSON object or a form that carry a
+// static secret, those of every event and those of the scheme that verified
+// it. The rest of the body is left byte for byte as it was sent. It reports
+// whether it changed anything.
+func redactBody(body []byte, scheme string) ([]byte, bool) {
+	names := append(slices.Clone(alwaysSecretBodyFields), verify.BodySecrets(scheme)...)
+	secret := func(name string) bool {
+		return slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, name) })
+	}
+	switch verify.FormatOf(body) {
+	case verify.BodyJSON:
+		return redactJSONFields(body, secret)
+	case verify.BodyForm:
+		return redactFormFields(body, secret)
+	}
+	return body, false
+}
+
+// redactJSONFields replaces the values of the top-level fields of a JSON
+// object that secret names. A body that is not valid JSON is shown as it is
+// (redaction by value still looks into it).
+func redactJSONFields(body []byte, secret func(string) bool) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return body, false
+	}
+	type span struct{ start, end int64 }
+	var spans []span
+	for dec.More() {
+		key, err := dec.Token()
 		if err != nil {
 			return body, false
 		}
-		return out, true
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			return body, false
+		}
+		if name, _ := key.(string); secret(name) {
+			end := dec.InputOffset()
+			spans = append(spans, span{end - int64(len(value)), end})
+		}
 	}
-	// A form body: name=value&… with no spaces or braces.
-	if !bytes.Contains(body, []byte("=")) || bytes.ContainsAny(body, " \n{}<>") {
+	if len(spans) == 0 {
 		return body, false
 	}
-	values, err := url.ParseQuery(string(body))
-	if err != nil {
-		return body, false
+	var out []byte
+	done := int64(0)
+	for _, s := range spans {
+		out = append(append(out, body[done:s.start]...), `"`+redacted+`"`...)
+		done = s.end
 	}
+	return append(out, body[done:]...), true
+}
+
+// redactFormFields replaces the values of the fields of a form that secret
+// names, decoded; the other parts are left as they were sent.
+func redactFormFields(body []byte, secret func(string) bool) ([]byte, bool) {
+	parts := bytes.Split(body, []byte("&"))
 	changed := false
-	for _, name := range secretBodyFields {
-		for key := range values {
-			if strings.EqualFold(key, name) {
-				values[key] = []string{redacted}
-				changed = true
-			}
+	for i, part := range parts {
+		name, _, _ := bytes.Cut(part, []byte("="))
+		if n, err := url.QueryUnescape(string(name)); err == nil && secret(n) {
+			parts[i] = slices.Concat(name, []byte("="+url.QueryEscape(redacted)))
+			changed = true
 		}
 	}
 	if !changed {
 		return body, false
 	}
-	return []byte(values.Encode()), true
+	return bytes.Join(parts, []byte("&")), true
 }

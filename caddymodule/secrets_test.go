@@ -34,6 +34,12 @@ var secretInboxes = []struct {
 	{"stripe", "stripe", "HOOKINBOX_TEST_STRIPE", "whsec_stripe-s3cr3t-Qa9e1", "", nil},
 	{"github", "github", "HOOKINBOX_TEST_GITHUB", "github-s3cr3t-Bn6t3", "", nil},
 	{"hmac", "hmac", "HOOKINBOX_TEST_HMAC", "hmac-s3cr3t-Cv3y8", "header X-Signature", map[string]string{"header": "X-Signature"}},
+	{"kiwify", "kiwify", "HOOKINBOX_TEST_KIWIFY", "kiwify-s3cr3t-Kw5p0", "", nil},
+	{"eduzz", "eduzz", "HOOKINBOX_TEST_EDUZZ", "eduzz-s3cr3t-Ez7u2", "", nil},
+	{"pagbank", "pagbank", "HOOKINBOX_TEST_PAGBANK", "pagbank-s3cr3t-Pb3k8", "", nil},
+	{"monetizze", "monetizze", "HOOKINBOX_TEST_MONETIZZE", "monetizze-s3cr3t-Mz1c4", "", nil},
+	{"perfectpay", "perfectpay", "HOOKINBOX_TEST_PERFECTPAY", "perfectpay-s3cr3t-Pp6y3", "", nil},
+	{"cakto", "cakto", "HOOKINBOX_TEST_CAKTO", "cakto-s3cr3t-Ck2t7", "", nil},
 }
 
 func secretsConfig(storage, logFile, backend string) string {
@@ -94,6 +100,8 @@ func TestSecretsNeverShown(t *testing.T) {
 		c.Secrets = []string{in.secret + "-wrong"}
 		sendSigned(t, in.inbox, c, http.StatusUnauthorized)
 	}
+	// Hotmart's v1 postbacks: the hottok in a form body, no header.
+	ids["hotmart-v1"] = postForm(t, "hotmart", "hottok="+url.QueryEscape(secretInboxes[0].secret)+"&status=approved&transaction=HP1")
 	db := activeStore(t)
 	waitFor(t, "every event dead", 10*time.Second, func() bool {
 		for _, id := range ids {
@@ -169,6 +177,12 @@ func TestSecretsNeverShown(t *testing.T) {
 		{"query", "the query", `"raw_query":"tk=%5Bredacted%5D"`},
 		{"stripe", "Stripe-Signature, not a secret", `"Stripe-Signature":["t=`},
 		{"github", "X-Hub-Signature-256, not a secret", `"X-Hub-Signature-256":["sha256=`},
+		{"hotmart-v1", "the body's hottok", `hottok=%5Bredacted%5D\u0026status=approved`},
+		{"monetizze", "the body's chave_unica", `chave_unica=%5Bredacted%5D\u0026`},
+		{"perfectpay", "the body's token", `{\"token\":\"[redacted]\",\"code\":`},
+		{"cakto", "the body's secret", `{\"secret\":\"[redacted]\",\"event\":`},
+		{"pagbank", "X-Authenticity-Token, not a secret", `"X-Authenticity-Token":["`},
+		{"eduzz", "X-Signature, not a secret", `"X-Signature":["`},
 	}
 	for _, r := range redactions {
 		if text := shown["GET /hookinbox/events/<"+r.inbox+">"]; !strings.Contains(text, r.want) {
@@ -183,16 +197,15 @@ func sendSigned(t *testing.T, inbox string, c verify.Config, want int) string {
 	t.Helper()
 	target, _ := url.Parse("http://localhost:9080/hooks/" + inbox)
 	now := time.Now()
-	body := verify.SampleBody(c.Scheme, now)
-	header, err := verify.Sign(c, body, target, now)
+	body, header, err := verify.SignedSample(c, target, now)
 	if err != nil {
 		t.Fatalf("signing for %s: %v", inbox, err)
 	}
 	req, _ := http.NewRequest(http.MethodPost, target.String(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -208,14 +221,30 @@ func sendSigned(t *testing.T, inbox string, c verify.Config, want int) string {
 	return eventID(t, string(answer))
 }
 
+// postForm posts a form body to inbox, with no header of the sender's,
+// and returns the event id; it must be accepted.
+func postForm(t *testing.T, inbox, form string) string {
+	t.Helper()
+	resp, err := http.Post("http://localhost:9080/hooks/"+inbox, "application/x-www-form-urlencoded", strings.NewReader(form))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("inbox %s: status %d (%s), want 200", inbox, resp.StatusCode, answer)
+	}
+	return eventID(t, string(answer))
+}
+
 func excerpt(text, secret string) string {
 	i := strings.Index(text, secret)
 	return text[max(i-200, 0):min(i+len(secret)+100, len(text))]
 }
 
 func TestRedactHeader(t *testing.T) {
-	noteSecretPlaces(VerifyConfig{Scheme: "token", Header: "x-my-token"})
-	noteSecretPlaces(VerifyConfig{Scheme: "hmac", Header: "X-My-Signature"})
+	noteSecretPlaces(verify.Config{Scheme: "token", Header: "x-my-token"})
+	noteSecretPlaces(verify.Config{Scheme: "hmac", Header: "X-My-Signature"})
 	cases := []struct {
 		header string
 		secret bool
@@ -251,22 +280,31 @@ func TestRedactHeader(t *testing.T) {
 }
 
 func TestRedactQueryAndBody(t *testing.T) {
-	noteSecretPlaces(VerifyConfig{Scheme: "token", Query: "access_token"})
+	noteSecretPlaces(verify.Config{Scheme: "token", Query: "access_token"})
 	if got, want := redactQuery("a=1&access_token=abc&b=2"), "a=1&access_token=%5Bredacted%5D&b=2"; got != want {
 		t.Errorf("query = %q, want %q", got, want)
 	}
 	cases := []struct {
-		name, body, want string
-		changed          bool
+		name, scheme, body, want string
+		changed                  bool
 	}{
-		{"JSON hottok", `{"hottok":"abc","id":"1"}`, `{"hottok":"[redacted]","id":"1"}`, true},
-		{"form hottok", `hottok=abc&id=1`, `hottok=%5Bredacted%5D&id=1`, true},
-		{"JSON without secret", `{"id":"1"}`, `{"id":"1"}`, false},
-		{"not JSON", `hello world`, `hello world`, false},
+		{"JSON hottok", "hotmart", `{"hottok":"abc","id":"1"}`, `{"hottok":"[redacted]","id":"1"}`, true},
+		{"form hottok", "hotmart", `hottok=abc&id=1`, `hottok=%5Bredacted%5D&id=1`, true},
+		{"hottok of an event of another scheme", "none", `{"id":"1", "hottok" : "abc"}`, `{"id":"1", "hottok" : "[redacted]"}`, true},
+		{"JSON without secret", "hotmart", `{"id":"1"}`, `{"id":"1"}`, false},
+		{"not JSON", "hotmart", `hello world`, `hello world`, false},
+		{"Monetizze's form, order kept", "monetizze", `venda%5Bcodigo%5D=1&chave_unica=abc&x=%3B`, `venda%5Bcodigo%5D=1&chave_unica=%5Bredacted%5D&x=%3B`, true},
+		{"Monetizze's form with a semicolon", "monetizze", `a=1;b&chave_unica=abc`, `a=1;b&chave_unica=%5Bredacted%5D`, true},
+		{"an encoded field name", "monetizze", `chave%5Funica=abc`, `chave%5Funica=%5Bredacted%5D`, true},
+		{"Perfect Pay's token", "perfectpay", `{"code":"PP1","token":"abc","sale_status_enum":2}`, `{"code":"PP1","token":"[redacted]","sale_status_enum":2}`, true},
+		{"Perfect Pay's token repeated", "perfectpay", `{"token":"abc","token":"def"}`, `{"token":"[redacted]","token":"[redacted]"}`, true},
+		{"Cakto's secret", "cakto", `{"secret":"abc","event":"purchase_approved"}`, `{"secret":"[redacted]","event":"purchase_approved"}`, true},
+		{"token of another scheme is not a secret by name", "stripe", `{"token":"abc"}`, `{"token":"abc"}`, false},
+		{"a nested token is left to redaction by value", "perfectpay", `{"data":{"token":"abc"}}`, `{"data":{"token":"abc"}}`, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, changed := redactBody([]byte(tc.body))
+			got, changed := redactBody([]byte(tc.body), tc.scheme)
 			if string(got) != tc.want || changed != tc.changed {
 				t.Errorf("body = %s (%v), want %s (%v)", got, changed, tc.want, tc.changed)
 			}
@@ -282,29 +320,28 @@ func TestRedactEverySchemesStaticSecret(t *testing.T) {
 	const secret = "whsec_c2VuZC10ZXN0LXNlY3JldC0xMjM0NTY3ODkw"
 	for _, s := range verify.Schemes() {
 		t.Run(s, func(t *testing.T) {
-			vc := VerifyConfig{Scheme: s, Secrets: []string{secret}, Header: sendTestExtras[s]["header"]}
-			c := verify.Config{Scheme: s, Secrets: vc.Secrets, Header: vc.Header}
+			c := verify.Config{Scheme: s, Secrets: []string{secret}, Header: sendTestExtras[s]["header"]}
 			if _, err := verify.New(c); err != nil {
 				t.Skipf("scheme %s takes another kind of secret (a public key, which is no secret): %v", s, err)
 			}
-			noteSecretPlaces(vc)
+			noteSecretPlaces(c)
 			target, _ := url.Parse("https://example.com/hooks/" + s)
-			body := verify.SampleBody(s, time.Now())
-			header, err := verify.Sign(c, body, target, time.Now())
+			body, header, err := verify.SignedSample(c, target, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			shown := jsonBody(redactHeader(header)) + redactQuery(target.RawQuery)
+			shownBody, _ := redactBody(body, s)
+			shown := jsonBody(redactHeader(header)) + redactQuery(target.RawQuery) + string(shownBody)
 			if strings.Contains(shown, secret) {
 				t.Errorf("the %s secret is shown: %s", s, shown)
 			}
 		})
 	}
 	t.Run("token in the query", func(t *testing.T) {
-		vc := VerifyConfig{Scheme: "token", Secrets: []string{secret}, Query: "key"}
-		noteSecretPlaces(vc)
+		c := verify.Config{Scheme: "token", Secrets: []string{secret}, Query: "key"}
+		noteSecretPlaces(c)
 		target, _ := url.Parse("https://example.com/hooks/token?a=1")
-		if _, err := verify.Sign(verify.Config{Scheme: "token", Secrets: vc.Secrets, Query: "key"}, []byte("{}"), target, time.Now()); err != nil {
+		if _, err := verify.Sign(c, []byte("{}"), target, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if shown := redactQuery(target.RawQuery); strings.Contains(shown, secret) || !strings.Contains(target.RawQuery, secret) {

@@ -2,33 +2,66 @@ package caddymodule
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
-// VerifyConfig is one way an inbox checks that a request comes from its
-// sender: one `verify` line of the handler. A request passes if any one
-// of the inbox's verify entries passes.
-type VerifyConfig struct {
-	// Scheme names how the sender proves itself: a sender (asaas,
-	// bitbucket, calendly, discord, github, gitlab, hotmart, hubla,
-	// intercom, linear, mailgun, mercadopago, paddle, pagerduty, sendgrid,
-	// shopify, slack, square, stripe, twilio, typeform, woocommerce,
-	// zendesk, zoom), Standard Webhooks and Svix (standard), a static
-	// token (token) or any other HMAC signature (hmac).
-	Scheme string `json:"scheme"`
+// verifyNamespace is the Caddy module namespace of the ways a sender proves
+// itself: one module per scheme, http.handlers.hookinbox.verify.<scheme>,
+// written inline in the handler's JSON as {"scheme": "<scheme>", …}, as
+// reverse_proxy's transports are. Another plugin adds a scheme by
+// registering a module there that implements Verifier.
+const verifyNamespace = "http.handlers.hookinbox.verify"
 
-	// Secrets are what the sender shares with you: a static token, a
-	// signing secret, or (discord, sendgrid) the sender's public key.
-	// Write them as placeholders, {env.NAME} or {file./path}, so that
-	// they stay out of the config; they are resolved when the config
-	// loads. With several, a request signed with any one passes, which
-	// lets you rotate a secret without downtime.
-	Secrets []string `json:"secrets,omitempty"`
+func init() {
+	for _, name := range verify.Schemes() {
+		caddy.RegisterModule(Scheme{name: name})
+	}
+}
+
+// The types a verify module works with.
+type (
+	// VerifyRequest is what a verifier looks at: the method, the URL as
+	// the sender called it, the headers, the exact body and the time.
+	VerifyRequest = verify.Request
+	// VerifyResult is what a request that passed tells the handler: the
+	// scheme, the sender's event id (the default dedupe key) and, for an
+	// endpoint check, an answer to send at once.
+	VerifyResult = verify.Result
+	// VerifyRejection is the error of a request that did not pass: a
+	// reason code and 401 or 400.
+	VerifyRejection = verify.Rejection
+)
+
+// Verifier is implemented by the modules of the namespace
+// http.handlers.hookinbox.verify. Verify returns a *VerifyRejection as its
+// error when the request does not pass. It is called concurrently.
+type Verifier interface {
+	Verify(r *VerifyRequest) (VerifyResult, error)
+}
+
+// SecretKeeper is implemented by the verify modules that hold secrets:
+// hookinbox hides their values wherever it shows a stored request (the
+// admin API, the command line, the dashboard, the logs).
+type SecretKeeper interface {
+	SecretValues() []string
+}
+
+// Scheme is a built-in verify module: one sender's scheme, named by the
+// module's ID (http.handlers.hookinbox.verify.hotmart, …). Its options are
+// verify.Config's, the one definition of what each scheme takes; which
+// options a scheme accepts is checked when the config loads.
+type Scheme struct {
+	name string
+
+	verify.Config
 
 	// Tolerance is how far the sender's signed timestamp may be from now,
 	// in either direction, before the request is rejected as a replay.
@@ -36,63 +69,76 @@ type VerifyConfig struct {
 	// timestamp). A negative value (Caddyfile: `off`) turns the check off.
 	Tolerance caddy.Duration `json:"tolerance,omitempty"`
 
-	// Header is the request header that carries the token (token) or the
-	// signature (hmac).
-	Header string `json:"header,omitempty"`
-
-	// Query is the query parameter that carries the token (token), for
-	// senders that put it in the URL instead of a header.
-	Query string `json:"query,omitempty"`
-
-	// Algorithm is the hash of an hmac signature: sha1, sha256 or sha512.
-	// Default: sha256.
-	Algorithm string `json:"algorithm,omitempty"`
-
-	// Encoding is how an hmac signature is written: hex or base64.
-	// Default: hex.
-	Encoding string `json:"encoding,omitempty"`
-
-	// Prefix is text that comes before an hmac signature in its header,
-	// such as `sha256=`. When set, it must be there.
-	Prefix string `json:"prefix,omitempty"`
-
-	// Content is what an hmac signature covers, as a template: {body} is
-	// the raw body, {timestamp} the value of timestamp_header, {id} the
-	// value of id_header, {url} the URL the sender called and
-	// {header.<Name>} any request header; other text is literal ({{ and }}
-	// for braces). Default: `{body}`.
-	Content string `json:"content,omitempty"`
-
-	// TimestampHeader is the header with the signed Unix timestamp of an
-	// hmac signature (seconds, or milliseconds). When set, content must
-	// sign it, and requests outside tolerance (default 5m) are rejected.
-	TimestampHeader string `json:"timestamp_header,omitempty"`
-
-	// IDHeader is the header with the sender's own event id, for hmac. It
-	// becomes the event's dedupe key.
-	IDHeader string `json:"id_header,omitempty"`
-
-	// URL is the public URL the sender was given, for the schemes that
-	// sign the URL (twilio, square, and hmac with {url}). Set it when
-	// requests reach Caddy at another URL, for example behind another
-	// proxy or a tunnel. Default: the URL of the request.
-	URL string `json:"url,omitempty"`
+	verifier verify.Verifier
+	secrets  []string // resolved
 }
 
-// parseVerify parses one verify line; d is on the `verify` token.
+// CaddyModule returns the Caddy module information.
+func (s Scheme) CaddyModule() caddy.ModuleInfo {
+	name := s.name
+	return caddy.ModuleInfo{
+		ID:  caddy.ModuleID(verifyNamespace + "." + name),
+		New: func() caddy.Module { return &Scheme{name: name} },
+	}
+}
+
+// Provision resolves the secrets' placeholders and builds the check. An
+// unknown placeholder or one that resolves to nothing is an error, so a
+// missing environment variable cannot leave an inbox open to an empty
+// token. Errors name the placeholder, never its value.
+func (s *Scheme) Provision(ctx caddy.Context) error { return s.build(ctx.Logger()) }
+
+func (s *Scheme) build(logger *zap.Logger) error {
+	c, err := s.config(secretReplacer())
+	if err != nil {
+		return err
+	}
+	if c.JWKS != "" {
+		keys, err := jwksFor(c.JWKS, logger)
+		if err != nil {
+			return err
+		}
+		c.Keys = keys
+	}
+	v, err := verify.New(c)
+	if err != nil {
+		return err
+	}
+	s.verifier, s.secrets = v, c.Secrets
+	noteSecretPlaces(c)
+	return nil
+}
+
+// config is the verify package's Config of s, with the secrets resolved
+// by repl.
+func (s *Scheme) config(repl *caddy.Replacer) (verify.Config, error) {
+	c := s.Config
+	c.Scheme = s.name
+	c.Tolerance = time.Duration(s.Tolerance)
+	c.Secrets = make([]string, len(s.Secrets))
+	for i, secret := range s.Secrets {
+		v, err := repl.ReplaceOrErr(secret, true, true)
+		if err != nil {
+			return verify.Config{}, fmt.Errorf("secret %d: %v", i+1, err)
+		}
+		c.Secrets[i] = v
+	}
+	return c, nil
+}
+
+// Verify checks r.
+func (s *Scheme) Verify(r *VerifyRequest) (VerifyResult, error) { return s.verifier.Verify(r) }
+
+// SecretValues are the resolved secrets.
+func (s *Scheme) SecretValues() []string { return s.secrets }
+
+// UnmarshalCaddyfile reads one verify line, from its scheme on:
 //
 //	verify <scheme> [<secret>…] [{
 //		secret <secret>…          # more secrets; `value` is the same, for token
 //		tolerance <duration>|off
-//		header <name>
-//		query <name>
-//		algorithm sha1|sha256|sha512
-//		encoding hex|base64
-//		prefix <text>
-//		content <template>
-//		timestamp_header <name>
-//		id_header <name>
-//		url <public url>
+//		<option> <value>          # header, query, algorithm, encoding, prefix,
+//		                          # content, timestamp_header, id_header, url, jwks
 //	}]
 //
 // For example:
@@ -105,118 +151,83 @@ type VerifyConfig struct {
 //		header X-Token
 //		value  {env.TOKEN}
 //	}
-//	verify hmac {env.SIGNING_SECRET} {
-//		header           X-Signature
-//		prefix           sha256=
-//		content          "{timestamp}.{body}"
-//		timestamp_header X-Timestamp
+//	verify pagarme {
+//		jwks https://example.com/.well-known/jwks.json
 //	}
-func parseVerify(d *caddyfile.Dispenser) (VerifyConfig, error) {
-	var vc VerifyConfig
-	if !d.NextArg() {
-		return vc, d.Errf("verify needs a scheme (one of: %v)", verify.Schemes())
-	}
-	vc.Scheme = d.Val()
-	vc.Secrets = append(vc.Secrets, d.RemainingArgs()...)
-
+func (s *Scheme) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the scheme
+	s.Secrets = append(s.Secrets, d.RemainingArgs()...)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		option := d.Val()
 		if option == "secret" || option == "value" {
 			args := d.RemainingArgs()
 			if len(args) == 0 {
-				return vc, d.ArgErr()
+				return d.ArgErr()
 			}
-			vc.Secrets = append(vc.Secrets, args...)
+			s.Secrets = append(s.Secrets, args...)
 			continue
 		}
 		if !d.NextArg() {
-			return vc, d.ArgErr()
+			return d.ArgErr()
 		}
 		value := d.Val()
 		if d.NextArg() {
-			return vc, d.ArgErr()
+			return d.ArgErr()
 		}
-		var field *string
-		switch option {
-		case "tolerance":
+		if option == "tolerance" {
 			if value == "off" {
-				vc.Tolerance = caddy.Duration(-1)
+				s.Tolerance = caddy.Duration(-1)
 				continue
 			}
 			dur, err := caddy.ParseDuration(value)
 			if err != nil || dur <= 0 {
-				return vc, d.Errf("tolerance: want a positive duration or off, got %q", value)
+				return d.Errf("tolerance: want a positive duration or off, got %q", value)
 			}
-			vc.Tolerance = caddy.Duration(dur)
+			s.Tolerance = caddy.Duration(dur)
 			continue
-		case "header":
-			field = &vc.Header
-		case "query":
-			field = &vc.Query
-		case "algorithm":
-			field = &vc.Algorithm
-		case "encoding":
-			field = &vc.Encoding
-		case "prefix":
-			field = &vc.Prefix
-		case "content":
-			field = &vc.Content
-		case "timestamp_header":
-			field = &vc.TimestampHeader
-		case "id_header":
-			field = &vc.IDHeader
-		case "url":
-			field = &vc.URL
-		default:
-			return vc, d.Errf("verify %s: unknown option %q", vc.Scheme, option)
 		}
-		if *field != "" {
-			return vc, d.Errf("verify %s: %s given twice", vc.Scheme, option)
+		if err := s.SetOption(option, value); err != nil {
+			return d.Errf("verify %s: %v", s.name, err)
 		}
-		*field = value
 	}
-	if len(vc.Secrets) == 0 {
-		return vc, d.Errf("verify %s: a secret is required", vc.Scheme)
+	if len(s.Secrets) == 0 && !verify.Keyed(s.name) {
+		return d.Errf("verify %s: a secret is required", s.name)
 	}
-	return vc, nil
+	return nil
 }
 
-// config resolves the placeholders in the secrets ({env.NAME},
-// {file./path}) with repl and returns the verify package's Config. An
-// unknown placeholder or one that resolves to nothing is an error, so a
-// missing environment variable cannot leave an inbox open to an empty
-// token. Errors name the placeholder, never its value.
-func (vc VerifyConfig) config(repl *caddy.Replacer) (verify.Config, error) {
-	secrets := make([]string, len(vc.Secrets))
-	for i, s := range vc.Secrets {
-		v, err := repl.ReplaceOrErr(s, true, true)
-		if err != nil {
-			return verify.Config{}, fmt.Errorf("secret %d: %v", i+1, err)
-		}
-		secrets[i] = v
+// parseVerify parses one verify line of the handler into the JSON of its
+// module; d is on the `verify` token.
+func parseVerify(d *caddyfile.Dispenser) ([]byte, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("verify needs a scheme (one of: %s)", strings.Join(schemeNames(), ", "))
 	}
-	return verify.Config{
-		Scheme:          vc.Scheme,
-		Secrets:         secrets,
-		Tolerance:       time.Duration(vc.Tolerance),
-		Header:          vc.Header,
-		Query:           vc.Query,
-		Algorithm:       vc.Algorithm,
-		Encoding:        vc.Encoding,
-		Prefix:          vc.Prefix,
-		Content:         vc.Content,
-		TimestampHeader: vc.TimestampHeader,
-		IDHeader:        vc.IDHeader,
-		URL:             vc.URL,
-	}, nil
-}
-
-// verifier resolves the secrets' placeholders with repl and builds the
-// verifier.
-func (vc VerifyConfig) verifier(repl *caddy.Replacer) (verify.Verifier, error) {
-	c, err := vc.config(repl)
+	name := d.Val()
+	if _, err := caddy.GetModule(verifyNamespace + "." + name); err != nil {
+		return nil, d.Errf("unknown verify scheme %q (known: %s)", name, strings.Join(schemeNames(), ", "))
+	}
+	unm, err := caddyfile.UnmarshalModule(d, verifyNamespace+"."+name)
 	if err != nil {
 		return nil, err
 	}
-	return verify.New(c)
+	return caddyconfig.JSONModuleObject(unm, "scheme", name, nil), nil
 }
+
+// schemeNames lists the schemes `verify` takes: the built-in ones and any
+// that another plugin registered, sorted.
+func schemeNames() []string {
+	mods := caddy.GetModules(verifyNamespace)
+	names := make([]string, len(mods))
+	for i, m := range mods {
+		names[i] = m.ID.Name()
+	}
+	return names
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner     = (*Scheme)(nil)
+	_ caddyfile.Unmarshaler = (*Scheme)(nil)
+	_ Verifier              = (*Scheme)(nil)
+	_ SecretKeeper          = (*Scheme)(nil)
+)

@@ -8,39 +8,46 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
+// Each verify line adapts to the JSON of its module: the scheme as the
+// inline key, the options as verify.Config names them.
 func TestVerifyConfigParse(t *testing.T) {
 	cases := []struct {
 		name  string
 		input string
-		want  VerifyConfig
+		want  string
 	}{{
 		name:  "a scheme and a secret",
 		input: `verify hotmart {env.HOTTOK}`,
-		want:  VerifyConfig{Scheme: "hotmart", Secrets: []string{"{env.HOTTOK}"}},
+		want:  `{"scheme":"hotmart","secrets":["{env.HOTTOK}"]}`,
 	}, {
 		name:  "several secrets and a tolerance",
 		input: "verify stripe whsec_a whsec_b {\n\ttolerance 10m\n}",
-		want:  VerifyConfig{Scheme: "stripe", Secrets: []string{"whsec_a", "whsec_b"}, Tolerance: caddy.Duration(10 * time.Minute)},
+		want:  `{"scheme":"stripe","secrets":["whsec_a","whsec_b"],"tolerance":600000000000}`,
 	}, {
 		name:  "tolerance off",
 		input: "verify standard {env.S} {\n\ttolerance off\n}",
-		want:  VerifyConfig{Scheme: "standard", Secrets: []string{"{env.S}"}, Tolerance: -1},
+		want:  `{"scheme":"standard","secrets":["{env.S}"],"tolerance":-1}`,
 	}, {
 		name:  "token in a header, value in the block",
 		input: "verify token {\n\theader X-Token\n\tvalue {env.T}\n}",
-		want:  VerifyConfig{Scheme: "token", Header: "X-Token", Secrets: []string{"{env.T}"}},
+		want:  `{"header":"X-Token","scheme":"token","secrets":["{env.T}"]}`,
 	}, {
 		name:  "token in the query",
 		input: "verify token {\n\tquery t\n\tvalue a b\n}",
-		want:  VerifyConfig{Scheme: "token", Query: "t", Secrets: []string{"a", "b"}},
+		want:  `{"query":"t","scheme":"token","secrets":["a","b"]}`,
+	}, {
+		name:  "pagarme takes no secret",
+		input: "verify pagarme {\n\tjwks https://example.com/jwks.json\n}",
+		want:  `{"jwks":"https://example.com/jwks.json","scheme":"pagarme"}`,
 	}, {
 		name: "generic hmac, every option",
 		input: `verify hmac {
@@ -55,9 +62,8 @@ func TestVerifyConfigParse(t *testing.T) {
 			secret {env.S}
 			url https://example.com/hooks/x
 		}`,
-		want: VerifyConfig{Scheme: "hmac", Header: "X-Sig", Algorithm: "sha256", Encoding: "hex", Prefix: "sha256=",
-			Content: "{timestamp}.{body}", TimestampHeader: "X-Ts", IDHeader: "X-Id", Tolerance: caddy.Duration(5 * time.Minute),
-			Secrets: []string{"{env.S}"}, URL: "https://example.com/hooks/x"},
+		want: `{"algorithm":"sha256","content":"{timestamp}.{body}","encoding":"hex","header":"X-Sig","id_header":"X-Id","prefix":"sha256=",` +
+			`"scheme":"hmac","secrets":["{env.S}"],"timestamp_header":"X-Ts","tolerance":300000000000,"url":"https://example.com/hooks/x"}`,
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,14 +73,21 @@ func TestVerifyConfigParse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
+			if string(got) != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
 			}
-			// The JSON form round-trips.
-			b, _ := json.Marshal(got)
-			var back VerifyConfig
-			if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, got) {
-				t.Fatalf("JSON round trip: %s -> %+v (%v)", b, back, err)
+			// The JSON decodes into the scheme's module and back.
+			var raw map[string]any
+			json.Unmarshal(got, &raw)
+			name := raw["scheme"].(string)
+			delete(raw, "scheme")
+			b, _ := json.Marshal(raw)
+			s := &Scheme{name: name}
+			if err := caddy.StrictUnmarshalJSON(b, s); err != nil {
+				t.Fatalf("JSON %s does not decode into the module: %v", b, err)
+			}
+			if again := caddyconfig.JSONModuleObject(s, "scheme", name, nil); string(again) != tc.want {
+				t.Fatalf("JSON round trip: %s", again)
 			}
 		})
 	}
@@ -84,21 +97,21 @@ func TestVerifyConfigParseInsideHandlerBlock(t *testing.T) {
 	d := caddyfile.NewTestDispenser("hookinbox shop {\n\tverify shopify {env.A} {\n\t\tsecret {env.B}\n\t}\n\tforward http://x\n}")
 	d.Next()
 	d.NextArg()
-	var got []VerifyConfig
+	var got []string
 	var rest []string
 	for d.NextBlock(0) {
 		if d.Val() == "verify" {
-			vc, err := parseVerify(d)
+			raw, err := parseVerify(d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got = append(got, vc)
+			got = append(got, string(raw))
 			continue
 		}
 		rest = append(rest, d.Val())
 		d.RemainingArgs()
 	}
-	want := []VerifyConfig{{Scheme: "shopify", Secrets: []string{"{env.A}", "{env.B}"}}}
+	want := []string{`{"scheme":"shopify","secrets":["{env.A}","{env.B}"]}`}
 	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(rest, []string{"forward"}) {
 		t.Fatalf("got %+v, then %v", got, rest)
 	}
@@ -107,6 +120,7 @@ func TestVerifyConfigParseInsideHandlerBlock(t *testing.T) {
 func TestVerifyConfigParseErrors(t *testing.T) {
 	for name, input := range map[string]string{
 		"no scheme":              "verify",
+		"unknown scheme":         "verify strype s",
 		"no secret":              "verify stripe",
 		"unknown option":         "verify stripe s {\n\ttolerence 5m\n}",
 		"bad tolerance":          "verify stripe s {\n\ttolerance soon\n}",
@@ -126,23 +140,26 @@ func TestVerifyConfigParseErrors(t *testing.T) {
 	}
 }
 
+// Every scheme of the verify package is a module of the namespace, and
+// the handler's JSON names it by its inline key.
+func TestEverySchemeIsAModule(t *testing.T) {
+	if got, want := schemeNames(), verify.Schemes(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("modules %v, schemes %v", got, want)
+	}
+}
+
 func TestVerifyConfigResolvesSecretPlaceholders(t *testing.T) {
 	t.Setenv("HOOKINBOX_TEST_HOTTOK", "hottok-from-env")
 	file := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(file, []byte("hottok-from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vc := VerifyConfig{Scheme: "hotmart", Secrets: []string{"{env.HOOKINBOX_TEST_HOTTOK}", "{file." + file + "}"}}
-	c, err := vc.config(caddy.NewReplacer())
-	if err != nil {
+	v := &Scheme{name: "hotmart", Config: verify.Config{Secrets: []string{"{env.HOOKINBOX_TEST_HOTTOK}", "{file." + file + "}"}}}
+	if err := v.build(zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c.Secrets, []string{"hottok-from-env", "hottok-from-file"}) {
-		t.Fatalf("secrets = %q", c.Secrets)
-	}
-	v, err := vc.verifier(caddy.NewReplacer())
-	if err != nil {
-		t.Fatal(err)
+	if !reflect.DeepEqual(v.SecretValues(), []string{"hottok-from-env", "hottok-from-file"}) {
+		t.Fatalf("secrets = %q", v.SecretValues())
 	}
 	for _, tok := range []string{"hottok-from-env", "hottok-from-file"} {
 		if _, err := v.Verify(&verify.Request{Header: http.Header{"X-Hotmart-Hottok": {tok}}, Body: []byte(`{"id":"e"}`)}); err != nil {
@@ -154,8 +171,8 @@ func TestVerifyConfigResolvesSecretPlaceholders(t *testing.T) {
 func TestVerifyConfigUnsetPlaceholderIsAnError(t *testing.T) {
 	os.Unsetenv("HOOKINBOX_TEST_UNSET")
 	for _, s := range []string{"{env.HOOKINBOX_TEST_UNSET}", "{evn.TYPO}"} {
-		vc := VerifyConfig{Scheme: "hotmart", Secrets: []string{s}}
-		if _, err := vc.verifier(caddy.NewReplacer()); err == nil {
+		v := &Scheme{name: "hotmart", Config: verify.Config{Secrets: []string{s}}}
+		if err := v.build(zap.NewNop()); err == nil {
 			t.Errorf("%s: accepted", s)
 		}
 	}
@@ -163,8 +180,8 @@ func TestVerifyConfigUnsetPlaceholderIsAnError(t *testing.T) {
 
 func TestVerifyConfigErrorsNeverShowTheSecret(t *testing.T) {
 	t.Setenv("HOOKINBOX_TEST_SECRET", "whsec_***top-secret***")
-	vc := VerifyConfig{Scheme: "standard", Secrets: []string{"{env.HOOKINBOX_TEST_SECRET}"}}
-	_, err := vc.verifier(caddy.NewReplacer())
+	v := &Scheme{name: "standard", Config: verify.Config{Secrets: []string{"{env.HOOKINBOX_TEST_SECRET}"}}}
+	err := v.build(zap.NewNop())
 	if err == nil {
 		t.Fatal("a secret that is not base64 was accepted")
 	}

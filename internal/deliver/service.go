@@ -81,11 +81,12 @@ type Inbox struct {
 	Ordered     bool
 }
 
-// Defaults for the zero values of Inbox.
+// Defaults for the zero values of Inbox. The handler's options document and
+// apply these same values.
 const (
-	defaultMethod      = http.MethodPost
-	defaultTimeout     = 30 * time.Second
-	defaultConcurrency = 4
+	DefaultMethod      = http.MethodPost
+	DefaultTimeout     = 30 * time.Second
+	DefaultConcurrency = 4
 )
 
 // The circuit breaker opens after defaultBreakerThreshold failures in a
@@ -336,13 +337,13 @@ func newSettings(cfg Inbox) (*settings, error) {
 	set := &settings{Inbox: cfg}
 	set.Retry = slices.Clone(cfg.Retry) // the caller's slice may be reused
 	if set.Method == "" {
-		set.Method = defaultMethod
+		set.Method = DefaultMethod
 	}
 	if set.Timeout <= 0 {
-		set.Timeout = defaultTimeout
+		set.Timeout = DefaultTimeout
 	}
 	if set.Concurrency <= 0 {
-		set.Concurrency = defaultConcurrency
+		set.Concurrency = DefaultConcurrency
 	}
 	if set.Ordered {
 		set.Concurrency = 1

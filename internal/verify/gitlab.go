@@ -9,16 +9,13 @@ import (
 // newGitLab checks X-Gitlab-Token, the secret token of a GitLab webhook,
 // sent as is. (A GitLab webhook with a signing token instead sends
 // Standard Webhooks headers: use the standard scheme.) The event id is
-// Idempotency-Key, which GitLab keeps across retries, or else
-// X-Gitlab-Event-UUID.
+// Idempotency-Key, which GitLab keeps across retries (GitLab 17.4+). There
+// is no fallback: X-Gitlab-Event-UUID is shared by every webhook that an
+// earlier webhook triggered (GitLab's docs, "Delivery headers"), so two
+// different events could carry it, and X-Gitlab-Webhook-UUID is new on
+// each request.
 func newGitLab(c Config) (Verifier, error) {
-	return headerToken("gitlab", "X-Gitlab-Token", c,
-		func(r *Request) string {
-			if id := KeyFromHeader(r.Header, "Idempotency-Key"); id != "" {
-				return id
-			}
-			return KeyFromHeader(r.Header, "X-Gitlab-Event-UUID")
-		},
+	return headerToken("gitlab", "X-Gitlab-Token", c, headerEventID("Idempotency-Key"),
 		func(h http.Header, _ []byte) {
 			h.Set("X-Gitlab-Event", "Push Hook")
 			h.Set("X-Gitlab-Event-UUID", newID())

@@ -41,7 +41,7 @@ type hmacVerifier struct {
 }
 
 func newHMAC(c Config) (Verifier, error) {
-	if err := needNo(c, "query"); err != nil {
+	if err := only(c, "header", "algorithm", "encoding", "prefix", "content", "timestamp_header", "id_header", "url"); err != nil {
 		return nil, err
 	}
 	if c.Header == "" {
@@ -314,13 +314,7 @@ func signedURL(public string, req *url.URL) string {
 // HMAC in a fixed header: v holds the sender's choices, c gives the
 // secrets. Content defaults to the body alone.
 func fixedHMAC(c Config, v hmacVerifier, allowed ...string) (Verifier, error) {
-	rest := make([]string, 0, len(allOptions))
-	for _, o := range allOptions {
-		if !contains(allowed, o) {
-			rest = append(rest, o)
-		}
-	}
-	if err := needNo(c, rest...); err != nil {
+	if err := only(c, allowed...); err != nil {
 		return nil, err
 	}
 	if v.content == nil {

@@ -11,9 +11,17 @@ import (
 // payments platform, send a static token in a header on every webhook.
 
 // newHotmart: Hotmart's webhook 2.0 sends the account's hottok in
-// X-HOTMART-HOTTOK; the event's own id is the body's "id".
+// X-HOTMART-HOTTOK; the event's own id is the body's "id". Its v1
+// postbacks send no header but carry the hottok in the body, a form or
+// JSON, and have no event id.
 func newHotmart(c Config) (Verifier, error) {
-	return headerToken("hotmart", "X-Hotmart-Hottok", c, jsonEventID("id"), nil)
+	if err := needNo(c, allOptions...); err != nil {
+		return nil, err
+	}
+	return &bodyTokenVerifier{
+		scheme: "hotmart", header: "X-Hotmart-Hottok", field: "hottok",
+		tokens: secretBytes(c.Secrets), eventID: jsonEventID("id"),
+	}, nil
 }
 
 // newHubla: Hubla sends the webhook token in x-hubla-token and a key that

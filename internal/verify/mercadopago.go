@@ -29,7 +29,7 @@ type mercadoPagoVerifier struct {
 }
 
 func newMercadoPago(c Config) (Verifier, error) {
-	if err := needNo(c, "header", "query", "algorithm", "encoding", "prefix", "content", "timestamp_header", "id_header"); err != nil {
+	if err := only(c, "url"); err != nil {
 		return nil, err
 	}
 	return &mercadoPagoVerifier{keys: secretBytes(c.Secrets), window: window(c, 0), url: c.URL}, nil

@@ -19,6 +19,12 @@ type scheme struct {
 	// sign, when set, replaces signing through the built verifier; the
 	// asymmetric schemes need it, since their Config holds a public key.
 	sign func(c Config, body []byte, target *url.URL, now time.Time) (http.Header, error)
+	// keyed: the scheme verifies with keys the sender publishes (Config.Keys),
+	// not with secrets; its Config takes none.
+	keyed bool
+	// bodySecrets are the body fields that carry the scheme's static secret:
+	// delivered as they came, shown redacted everywhere else.
+	bodySecrets []string
 }
 
 func always(Config) bool { return true }
@@ -26,7 +32,7 @@ func always(Config) bool { return true }
 // registry maps scheme names, as written after `verify`, to their
 // implementation. Each sender family lives in its own file.
 var registry = map[string]scheme{
-	"hotmart":  {build: newHotmart, sample: hotmartSample},
+	"hotmart":  {build: newHotmart, sample: hotmartSample, bodySecrets: []string{"hottok"}},
 	"hubla":    {build: newHubla, sample: hublaSample},
 	"token":    {build: newToken, sample: genericSample},
 	"stripe":   {build: newStripe, signsTime: always, sample: stripeSample},
@@ -55,6 +61,28 @@ var registry = map[string]scheme{
 	"woocommerce": {build: newWooCommerce, sample: woocommerceSample},
 	"zendesk":     {build: newZendesk, signsTime: always, sample: zendeskSample},
 	"zoom":        {build: newZoom, signsTime: always, sample: zoomSample},
+
+	// The Brazilian platforms of the SPEC's second table.
+	"kiwify":     {build: newKiwify, sample: kiwifySample},
+	"eduzz":      {build: newEduzz, sample: eduzzSample},
+	"pagbank":    {build: newPagBank, sample: pagbankSample},
+	"pagarme":    {build: newPagarme, sample: pagarmeSample, sign: signPagarme, keyed: true},
+	"monetizze":  {build: newMonetizze, sample: monetizzeSample, bodySecrets: []string{"chave_unica"}},
+	"perfectpay": {build: newPerfectPay, sample: perfectpaySample, bodySecrets: []string{"token"}},
+	"cakto":      {build: newCakto, sample: caktoSample, bodySecrets: []string{"secret"}},
+}
+
+// BodySecrets lists the body fields in which the sender of scheme carries
+// its static secret (Hotmart's v1 hottok, Monetizze's chave_unica, …), for
+// redaction by name. Nil for the other schemes.
+func BodySecrets(scheme string) []string {
+	return registry[scheme].bodySecrets
+}
+
+// Keyed reports whether scheme verifies with keys the sender publishes
+// (Config.Keys, Config.JWKS) instead of secrets.
+func Keyed(scheme string) bool {
+	return registry[scheme].keyed
 }
 
 func lookupScheme(name string) (scheme, bool) {

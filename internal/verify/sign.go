@@ -53,6 +53,36 @@ func Sign(c Config, body []byte, target *url.URL, now time.Time) (http.Header, e
 	return sg.sign(body, target, now)
 }
 
+// bodySigner is implemented by the verifiers of senders that carry their
+// secret in the body: signing them changes the body.
+type bodySigner interface {
+	signBody(body []byte, target *url.URL, now time.Time) ([]byte, http.Header, error)
+}
+
+// SignedSample returns a realistic event of c's scheme (SampleBody), as
+// its sender would send it to target at now: the body, with the secret in
+// it for the senders that carry it there, and the headers, signed with
+// c's first secret (see Sign). It is what `caddy hookinbox send-test`
+// sends; send the request to target as it is after the call.
+func SignedSample(c Config, target *url.URL, now time.Time) ([]byte, http.Header, error) {
+	body := SampleBody(c.Scheme, now)
+	s, ok := lookupScheme(c.Scheme)
+	if !ok {
+		return nil, nil, fmt.Errorf("unknown verify scheme %q", c.Scheme)
+	}
+	if s.sign == nil {
+		v, err := New(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if bs, ok := v.(bodySigner); ok {
+			return bs.signBody(body, target, now)
+		}
+	}
+	h, err := Sign(c, body, target, now)
+	return body, h, err
+}
+
 // SampleBody returns a realistic event body for scheme, as its sender
 // would send it, with an event id unique to this call. An unknown
 // scheme gets a plain JSON event.

@@ -24,7 +24,7 @@ type tokenVerifier struct {
 }
 
 func newToken(c Config) (Verifier, error) {
-	if err := needNo(c, "algorithm", "encoding", "prefix", "content", "timestamp_header", "id_header", "url"); err != nil {
+	if err := only(c, "header", "query"); err != nil {
 		return nil, err
 	}
 	switch {

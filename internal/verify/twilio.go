@@ -29,7 +29,7 @@ type twilioVerifier struct {
 }
 
 func newTwilio(c Config) (Verifier, error) {
-	if err := needNo(c, "header", "query", "algorithm", "encoding", "prefix", "content", "timestamp_header", "id_header"); err != nil {
+	if err := only(c, "url"); err != nil {
 		return nil, err
 	}
 	return &twilioVerifier{keys: secretBytes(c.Secrets), url: c.URL}, nil
