@@ -3,6 +3,7 @@ package natsstore_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,7 @@ import (
 	"github.com/hookinbox/hookinbox/internal/storetest"
 )
 
-func connect(t *testing.T, servers ...*server.Server) *nats.Conn {
+func connect(t testing.TB, servers ...*server.Server) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(natstest.URLs(servers...), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
@@ -382,4 +383,31 @@ func TestConsumerLeaderKilledMidDelivery(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Errorf("after the consumer leader died: %d of %d events delivered", delivered.Load(), n)
+}
+
+// BenchmarkEnqueueParallel is the Badger store's benchmark of the same name
+// on a three-server cluster (R3, every write synced before its ack): about
+// 64 concurrent callers, 1 KiB bodies, a dedupe key each. The servers run
+// in the benchmark's process, so ns/op includes their work.
+func BenchmarkEnqueueParallel(b *testing.B) {
+	nc := connect(b, natstest.Cluster(b, 3)...)
+	s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "bench", Replicas: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := make([]byte, 1024)
+	var n atomic.Int64
+	b.SetParallelism(max(64/runtime.GOMAXPROCS(0), 1))
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := &store.Event{Inbox: "bench", Method: "POST", Path: "/hooks/bench", Body: body, DedupeKey: fmt.Sprint(n.Add(1))}
+			if _, _, err := s.Enqueue(context.Background(), e, store.Limits{Dedupe: time.Hour}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
