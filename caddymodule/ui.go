@@ -86,9 +86,7 @@ func newDashboard(app appSource) *dashboard {
 	mux.HandleFunc("POST /replay", d.startReplay)
 	mux.HandleFunc("GET /jobs/{id}", d.job)
 	mux.HandleFunc("GET /assets/{name}", d.asset)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		d.fail(w, r, http.StatusNotFound, fmt.Errorf("no page at %s", r.URL.Path))
-	})
+	mux.HandleFunc("/", d.notFound)
 	d.mux = mux
 	return d
 }
@@ -106,6 +104,27 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.URL.Path = "/"
 	}
 	d.protect.Handler(d.mux).ServeHTTP(w, r)
+}
+
+// notFound answers what no route took: 405 for a path that exists with
+// other methods (a GET to an action), else 404. The catch-all route keeps
+// the mux from answering 405 by itself, so this asks it which methods
+// the path has.
+func (d *dashboard) notFound(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := d.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		d.fail(w, r, http.StatusMethodNotAllowed, fmt.Errorf("%s is not allowed here (allowed: %s): a change is a POST from the dashboard's own page", r.Method, strings.Join(allowed, ", ")))
+		return
+	}
+	d.fail(w, r, http.StatusNotFound, fmt.Errorf("no page at %s", r.URL.Path))
 }
 
 // adminDashboard serves the dashboard on the admin endpoint. The admin
