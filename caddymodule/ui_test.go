@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/store"
@@ -346,5 +348,38 @@ func TestUIChartCountsTheLastHour(t *testing.T) {
 	svg := string(chartSVG(hour))
 	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 3 || !strings.Contains(svg, "10:30Z: received 2, delivered 1, failed 0") {
 		t.Errorf("chart:\n%s", svg)
+	}
+}
+
+// hookinbox_ui needs no route block: it has its place in the directive
+// order, before reverse_proxy and file_server, which would otherwise
+// answer its paths.
+func TestUIDirectiveAdapts(t *testing.T) {
+	for _, tc := range []struct{ name, site string }{
+		{"alone", "\thookinbox_ui\n"},
+		{"with a matcher before a proxy", "\treverse_proxy 127.0.0.1:3000\n\thookinbox_ui /ops/*\n"},
+		{"under a prefix", "\thandle_path /ops/* {\n\t\thookinbox_ui\n\t}\n\tfile_server\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			adapter := caddyfile.Adapter{ServerType: httpcaddyfile.ServerType{}}
+			out, warnings, err := adapter.Adapt([]byte("example.com {\n"+tc.site+"}\n"), nil)
+			if err != nil || len(warnings) > 0 {
+				t.Fatalf("adapt: %v %v", err, warnings)
+			}
+			js := string(out)
+			ui := strings.Index(js, `"handler":"hookinbox_ui"`)
+			if ui < 0 {
+				t.Fatalf("no hookinbox_ui handler in %s", js)
+			}
+			for _, later := range []string{`"handler":"reverse_proxy"`, `"handler":"file_server"`} {
+				if i := strings.Index(js, later); i >= 0 && i < ui {
+					t.Errorf("%s comes before hookinbox_ui: %s", later, js)
+				}
+			}
+		})
+	}
+	var u UIHandler
+	if err := u.UnmarshalCaddyfile(caddyfile.NewTestDispenser("hookinbox_ui {\nlisten x\n}")); err == nil {
+		t.Error("hookinbox_ui took an option")
 	}
 }
