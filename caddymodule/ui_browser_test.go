@@ -186,6 +186,9 @@ const (
 )
 
 func TestUIInABrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser and a Caddy")
+	}
 	tab := newBrowser(t)
 	app := newSwitchable(t, http.StatusUnprocessableEntity)
 	startCaddy(t, uiConfig(t.TempDir(), app.srv.URL))
