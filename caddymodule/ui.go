@@ -67,6 +67,8 @@ type dashboard struct {
 	mux   *http.ServeMux
 	// protect refuses a cross-origin request that changes state.
 	protect *http.CrossOriginProtection
+	// routes is mux behind protect.
+	routes http.Handler
 }
 
 func newDashboard(app appSource) *dashboard {
@@ -88,6 +90,7 @@ func newDashboard(app appSource) *dashboard {
 	mux.HandleFunc("GET /assets/{name}", d.asset)
 	mux.HandleFunc("/", d.notFound)
 	d.mux = mux
+	d.routes = d.protect.Handler(mux)
 	return d
 }
 
@@ -103,7 +106,7 @@ func (d *dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "" {
 		r.URL.Path = "/"
 	}
-	d.protect.Handler(d.mux).ServeHTTP(w, r)
+	d.routes.ServeHTTP(w, r)
 }
 
 // notFound answers what no route took: 405 for a path that exists with
@@ -240,8 +243,11 @@ type page struct {
 
 // newPage is the page at r's path, below the dashboard's root.
 func newPage(r *http.Request, title string, refresh bool) page {
-	depth := strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	return page{Title: title, Base: "./" + strings.Repeat("../", depth), Refresh: refresh, Now: time.Now().UTC()}
+	base := "./"
+	if depth := strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/"); depth > 0 {
+		base = strings.Repeat("../", depth)
+	}
+	return page{Title: title, Base: base, Refresh: refresh, Now: time.Now().UTC()}
 }
 
 // parsePages parses each page with the layout it fills.

@@ -605,6 +605,6 @@ func (d *dashboard) job(w http.ResponseWriter, r *http.Request) {
 	d.render(w, http.StatusOK, "job", jobPage{
 		page:   newPage(r, "Replay "+st.ID, !st.Done),
 		Job:    st,
-		Events: "../events" + query(st.Filter.values()),
+		Events: "events" + query(st.Filter.values()),
 	})
 }

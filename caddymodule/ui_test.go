@@ -319,6 +319,9 @@ func TestUIBulkReplayRunsInTheBackground(t *testing.T) {
 		_, body = f.do(t, http.MethodGet, "/"+loc, nil)
 		return strings.Contains(body, "Finished")
 	})
+	if !strings.Contains(body, `href="../events?inbox=shop&amp;state=dead"`) {
+		t.Errorf("job page does not link to its filter's events:\n%s", body)
+	}
 	if !strings.Contains(body, "7 of 7") {
 		t.Errorf("job page does not say 7 of 7:\n%s", body)
 	}
