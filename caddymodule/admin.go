@@ -32,6 +32,7 @@ func init() {
 //	POST   /hookinbox/inboxes/<inbox>/replay?state=dead
 //	                                             bulk replay; answers {"replayed": n}
 //	DELETE /hookinbox/events/<id>                forget one event
+//	       /hookinbox/ui/                        the dashboard (ui.go)
 //
 // Admin modules are provisioned before the apps and never cleaned up, so it
 // keeps no reference to the app or its store: each request looks up the
@@ -46,71 +47,39 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-const adminBase = "/hookinbox/"
-
-// Routes returns the admin routes of hookinbox.
+// Routes returns the admin routes of hookinbox, the dashboard's included.
+// Each path also has a route without a method, so a wrong method is
+// answered 405 in JSON like every other error of the API, and the
+// catch-all answers 404 the same way.
 func (a *adminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: adminBase, Handler: caddy.AdminHandlerFunc(a.serve)}}
+	route := func(pattern string, h caddy.AdminHandlerFunc) caddy.AdminRoute {
+		return caddy.AdminRoute{Pattern: pattern, Handler: h}
+	}
+	return []caddy.AdminRoute{
+		route("GET /hookinbox/inboxes", a.inboxes),
+		route("/hookinbox/inboxes", methodNotAllowed(http.MethodGet)),
+		route("POST /hookinbox/inboxes/{inbox}/replay", a.replayInbox),
+		route("/hookinbox/inboxes/{inbox}/replay", methodNotAllowed(http.MethodPost)),
+		route("GET /hookinbox/events", a.listEvents),
+		route("/hookinbox/events", methodNotAllowed(http.MethodGet)),
+		route("GET /hookinbox/events/{id}", a.showEvent),
+		route("DELETE /hookinbox/events/{id}", a.deleteEvent),
+		route("/hookinbox/events/{id}", methodNotAllowed(http.MethodGet, http.MethodDelete)),
+		route("POST /hookinbox/events/{id}/replay", a.replayEvent),
+		route("/hookinbox/events/{id}/replay", methodNotAllowed(http.MethodPost)),
+		route(adminUIPath, adminDashboard()),
+		route("/hookinbox/", func(w http.ResponseWriter, r *http.Request) error {
+			return apiError(http.StatusNotFound, "resource not found: %s", r.URL.Path)
+		}),
+	}
 }
 
-// serve routes a request within /hookinbox/.
-func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	parts, err := pathSegments(strings.TrimPrefix(r.URL.EscapedPath(), adminBase))
-	if err != nil {
-		return apiError(http.StatusBadRequest, "invalid path: %v", err)
+// methodNotAllowed answers 405 with the methods a route takes.
+func methodNotAllowed(allowed ...string) caddy.AdminHandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return apiError(http.StatusMethodNotAllowed, "method not allowed: %s", r.Method)
 	}
-	switch {
-	case len(parts) == 1 && parts[0] == "inboxes":
-		return only(w, r, a.inboxes, http.MethodGet)
-	case len(parts) == 3 && parts[0] == "inboxes" && parts[2] == "replay":
-		return only(w, r, func(w http.ResponseWriter, r *http.Request) error {
-			return a.replayInbox(w, r, parts[1])
-		}, http.MethodPost)
-	case len(parts) == 1 && parts[0] == "events":
-		return only(w, r, a.listEvents, http.MethodGet)
-	case len(parts) == 2 && parts[0] == "events":
-		id := parts[1]
-		switch r.Method {
-		case http.MethodGet:
-			return a.showEvent(w, r, id)
-		case http.MethodDelete:
-			return a.deleteEvent(w, r, id)
-		}
-		return methodNotAllowed(w, r, http.MethodGet, http.MethodDelete)
-	case len(parts) == 3 && parts[0] == "events" && parts[2] == "replay":
-		return only(w, r, func(w http.ResponseWriter, r *http.Request) error {
-			return a.replayEvent(w, r, parts[1])
-		}, http.MethodPost)
-	}
-	return apiError(http.StatusNotFound, "resource not found: %s", r.URL.Path)
-}
-
-// pathSegments splits an escaped path into its unescaped, non-empty segments.
-func pathSegments(escaped string) ([]string, error) {
-	var parts []string
-	for _, p := range strings.Split(strings.Trim(escaped, "/"), "/") {
-		s, err := url.PathUnescape(p)
-		if err != nil {
-			return nil, err
-		}
-		if s == "" {
-			return nil, errors.New("empty path segment")
-		}
-		parts = append(parts, s)
-	}
-	return parts, nil
-}
-
-func only(w http.ResponseWriter, r *http.Request, h caddy.AdminHandlerFunc, method string) error {
-	if r.Method != method {
-		return methodNotAllowed(w, r, method)
-	}
-	return h(w, r)
-}
-
-func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) error {
-	w.Header().Set("Allow", strings.Join(allowed, ", "))
-	return apiError(http.StatusMethodNotAllowed, "method not allowed: %s", r.Method)
 }
 
 // apiError is an error Caddy's admin endpoint answers as {"error": "..."}.
@@ -511,7 +480,8 @@ func textOrBase64(b []byte) (string, string) {
 	return base64.StdEncoding.EncodeToString(b), "base64"
 }
 
-func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request, id string) error {
+func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
 	if err := noParameters(r); err != nil {
 		return err
 	}
@@ -526,7 +496,8 @@ func (a *adminAPI) showEvent(w http.ResponseWriter, r *http.Request, id string) 
 	return writeJSON(w, http.StatusOK, newEventDetail(e, attempts, app.engine.secretValues()))
 }
 
-func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request, id string) error {
+func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
 	if err := noParameters(r); err != nil {
 		return err
 	}
@@ -543,7 +514,8 @@ func (a *adminAPI) replayEvent(w http.ResponseWriter, r *http.Request, id string
 	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "replayed": 1})
 }
 
-func (a *adminAPI) replayInbox(w http.ResponseWriter, r *http.Request, inbox string) error {
+func (a *adminAPI) replayInbox(w http.ResponseWriter, r *http.Request) error {
+	inbox := r.PathValue("inbox")
 	v, err := queryOf(r)
 	if err != nil {
 		return err
@@ -588,7 +560,8 @@ func knownInbox(app *App, db store.Store, inbox string) bool {
 	return slices.ContainsFunc(stats, func(s store.InboxStats) bool { return s.Inbox == inbox })
 }
 
-func (a *adminAPI) deleteEvent(w http.ResponseWriter, r *http.Request, id string) error {
+func (a *adminAPI) deleteEvent(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
 	if err := noParameters(r); err != nil {
 		return err
 	}

@@ -313,6 +313,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.duplicates.Inc()
 	} else {
 		h.accepted.Inc()
+		throughput.received(time.Now())
 	}
 	return h.accept(w, repl, id)
 }

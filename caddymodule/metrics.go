@@ -107,6 +107,9 @@ func (m *metrics) deliverHooks() deliver.Hooks {
 	return deliver.Hooks{
 		Attempt: func(inbox string, e *store.Event, a store.Attempt) {
 			m.attempts.WithLabelValues(inbox, a.Outcome).Inc()
+			if a.Outcome != store.OutcomeOK {
+				throughput.failed(a.At)
+			}
 			m.attemptDuration.WithLabelValues(inbox).Observe(a.Duration.Seconds())
 			if e.State == store.Dead {
 				// The Dead hook does not see the last attempt: emit here.
@@ -115,6 +118,7 @@ func (m *metrics) deliverHooks() deliver.Hooks {
 		},
 		Delivered: func(inbox string, e *store.Event) {
 			m.delivered.WithLabelValues(inbox).Inc()
+			throughput.delivered(time.Now())
 			m.latency.WithLabelValues(inbox).Observe(max(time.Since(e.ReceivedAt), 0).Seconds())
 		},
 		Dead:    func(inbox string, _ *store.Event) { m.dead.WithLabelValues(inbox).Inc() },

@@ -67,7 +67,7 @@ func main() {
 	run("go", "mod", "tidy")
 	run("go", "build", "-o", "caddy", ".")
 	modules := run("./caddy", "list-modules")
-	for _, id := range []string{"hookinbox", "http.handlers.hookinbox"} {
+	for _, id := range []string{"hookinbox", "http.handlers.hookinbox", "http.handlers.hookinbox_ui", "admin.api.hookinbox"} {
 		if !strings.Contains(modules, id+"\n") {
 			t.Errorf("the xcaddy-style build does not list module %s", id)
 		}
