@@ -97,4 +97,18 @@ func TestExampleCaddyfile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "hookinbox-data")); err != nil {
 		t.Errorf("events are not stored in ./hookinbox-data: %v", err)
 	}
+
+	// The dashboard, as a newcomer opens it, shows the event.
+	resp, err := http.Get("http://localhost:2020/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), id) {
+		t.Errorf("the dashboard's events page: %d, event %s shown: %v", resp.StatusCode, id, strings.Contains(string(page), id))
+	}
+	if strings.Contains(string(page), "dev-hottok") {
+		t.Error("the dashboard shows the hottok")
+	}
 }
