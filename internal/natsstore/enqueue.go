@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -168,34 +170,126 @@ func (s *Store) dropDedupe(ctx context.Context, dk, id string) {
 // > 0 it refuses with store.ErrInboxFull at max. The count is kept next to
 // the events, not with them: a node that dies between the two leaves it
 // off by one (a recount from the events bucket is the cure; not done yet).
+//
+// Every enqueue and every finished event changes the count, a
+// compare-and-set on one key per inbox: one at a time, that would be one
+// quorum round trip per event for the whole inbox. So the changes a node
+// asks for while one is being written wait and are written together, as
+// one compare-and-set (a group commit), each checked against max in turn.
+// A conflict with another node is tried again until the store's timeout.
 func (s *Store) addPending(ctx context.Context, inbox string, delta, max int) error {
+	req := &countChange{delta: delta, max: max, done: make(chan error, 1)}
+	c := s.pendingCount(inbox)
+	c.mu.Lock()
+	c.waiting = append(c.waiting, req)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start {
+		go s.writeCounts(inbox, c)
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// It may still be written: Enqueue's undo takes it back.
+		return fmt.Errorf("counting pending events of inbox %s: %w", inbox, ctx.Err())
+	}
+}
+
+// pendingCounter gathers the changes of one inbox's pending count that
+// wait for the one being written.
+type pendingCounter struct {
+	mu      sync.Mutex
+	waiting []*countChange
+	writing bool
+}
+
+type countChange struct {
+	delta, max int
+	done       chan error
+}
+
+func (s *Store) pendingCount(inbox string) *pendingCounter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.counters[inbox]
+	if c == nil {
+		c = new(pendingCounter)
+		s.counters[inbox] = c
+	}
+	return c
+}
+
+// writeCounts writes the waiting changes, a batch at a time, until none
+// waits.
+func (s *Store) writeCounts(inbox string, c *pendingCounter) {
+	for {
+		c.mu.Lock()
+		batch := c.waiting
+		c.waiting = nil
+		if len(batch) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		results := s.writeCountBatch(inbox, batch)
+		for i, req := range batch {
+			req.done <- results[i]
+		}
+	}
+}
+
+// writeCountBatch applies batch to the count in one compare-and-set and
+// returns each change's result.
+func (s *Store) writeCountBatch(inbox string, batch []*countChange) []error {
+	ctx, cancel := s.op()
+	defer cancel()
 	key := token(inbox)
-	for range 4 * maxConflicts {
+	results := make([]error, len(batch))
+	for {
 		entry, err := s.counts.Get(ctx, key)
 		n, rev := 0, uint64(0)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return err
+			return fill(results, fmt.Errorf("counting pending events of inbox %s: %w", inbox, err))
 		default:
 			n, _ = strconv.Atoi(string(entry.Value()))
 			rev = entry.Revision()
 		}
-		if delta > 0 && max > 0 && n+delta > max {
-			return store.ErrInboxFull
+		sum := 0
+		for i, req := range batch {
+			results[i] = nil
+			if req.delta > 0 && req.max > 0 && n+sum+req.delta > req.max {
+				results[i] = store.ErrInboxFull
+				continue
+			}
+			sum += req.delta
 		}
-		v := []byte(strconv.Itoa(n + delta))
+		v := []byte(strconv.Itoa(max(n+sum, 0)))
 		if rev == 0 {
 			_, err = s.counts.Create(ctx, key, v)
 		} else {
 			_, err = s.counts.Update(ctx, key, v, rev)
 		}
-		if conflict(err) {
-			continue
+		switch {
+		case err == nil:
+			return results
+		case conflict(err) && ctx.Err() == nil:
+			time.Sleep(time.Duration(rand.N(int64(2 * time.Millisecond))))
+		default:
+			return fill(results, fmt.Errorf("counting pending events of inbox %s: %w", inbox, err))
 		}
-		return err
 	}
-	return fmt.Errorf("counting pending events of inbox %s: %w", inbox, errConflict)
+}
+
+func fill(results []error, err error) []error {
+	for i := range results {
+		results[i] = err
+	}
+	return results
 }
 
 // publishDue publishes event id's due message of generation gen: at once,

@@ -134,7 +134,8 @@ type Store struct {
 	leases      map[string]*lease
 	consumers   map[string]jetstream.Consumer
 	concurrency map[string]int
-	wakes       map[string]chan struct{} // by subject token
+	counters    map[string]*pendingCounter // by inbox: addPending
+	wakes       map[string]chan struct{}   // by subject token
 	leaseSeq    uint64
 	closed      bool
 }
@@ -175,40 +176,51 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		leases:      map[string]*lease{},
 		consumers:   map[string]jetstream.Consumer{},
 		concurrency: map[string]int{},
+		counters:    map[string]*pendingCounter{},
 		wakes:       map[string]chan struct{}{},
 	}
 	s.retention.Store(int64(opts.Retention))
 	ctx, cancel := context.WithTimeout(ctx, 4*opts.Timeout)
 	defer cancel()
-	s.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:      P + "_REQUESTS",
-		Subjects:  []string{s.prefix + ".req.*"},
-		Storage:   jetstream.FileStorage,
-		Retention: jetstream.LimitsPolicy,
-		Replicas:  opts.Replicas,
+	err = placed(ctx, func() (err error) {
+		s.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:      P + "_REQUESTS",
+			Subjects:  []string{s.prefix + ".req.*"},
+			Storage:   jetstream.FileStorage,
+			Retention: jetstream.LimitsPolicy,
+			Replicas:  opts.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s_REQUESTS with %d replicas: %w", P, opts.Replicas, err)
 	}
-	s.due, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              P + "_DUE",
-		Subjects:          []string{s.prefix + ".due.*", s.prefix + ".sched.*.*.*"},
-		Storage:           jetstream.FileStorage,
-		Retention:         jetstream.WorkQueuePolicy,
-		Replicas:          opts.Replicas,
-		AllowMsgSchedules: true,
-		AllowRollup:       true,
+	err = placed(ctx, func() (err error) {
+		s.due, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:              P + "_DUE",
+			Subjects:          []string{s.prefix + ".due.*", s.prefix + ".sched.*.*.*"},
+			Storage:           jetstream.FileStorage,
+			Retention:         jetstream.WorkQueuePolicy,
+			Replicas:          opts.Replicas,
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s_DUE with %d replicas: %w", P, opts.Replicas, err)
 	}
 	bucket := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:         P + "_" + name,
-			Storage:        jetstream.FileStorage,
-			Replicas:       opts.Replicas,
-			History:        1,
-			LimitMarkerTTL: ttl,
+		var kv jetstream.KeyValue
+		err := placed(ctx, func() (err error) {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:         P + "_" + name,
+				Storage:        jetstream.FileStorage,
+				Replicas:       opts.Replicas,
+				History:        1,
+				LimitMarkerTTL: ttl,
+			})
+			return err
 		})
 		if err != nil {
 			return nil, fmt.Errorf("creating bucket %s_%s with %d replicas: %w", P, name, opts.Replicas, err)
@@ -239,6 +251,30 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	go s.tick()
 	go s.sweep()
 	return s, nil
+}
+
+// errCodeNoPeers is JetStream's error code for "no suitable peers for
+// placement" (nats-server's JSClusterNoPeersErrF), which nats.go does not
+// name.
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
+// placed runs create until it succeeds or fails for another reason than a
+// cluster that cannot place its replicas yet ("no suitable peers"): a
+// cluster just started, or a server just back, is not current at once.
+// Past ctx, the error stays: replicas more than the servers there are.
+func placed(ctx context.Context, create func() error) error {
+	for {
+		err := create()
+		var api *jetstream.APIError
+		if err == nil || !errors.As(err, &api) || api.ErrorCode != errCodeNoPeers || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
 }
 
 // Configure sets an inbox's concurrency: its consumer's MaxAckPending, a

@@ -61,7 +61,8 @@ func Restart(t testing.TB, s *server.Server) *server.Server {
 }
 
 // Cluster starts a cluster of n JetStream servers and waits until it has
-// a meta leader.
+// a meta leader that every server follows: before then, a stream with n
+// replicas may find no place.
 func Cluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	ports := freePorts(t, n)
@@ -81,14 +82,17 @@ func Cluster(t testing.TB, n int) []*server.Server {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
+		leader, current := false, true
 		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				return servers
-			}
+			leader = leader || s.JetStreamIsLeader()
+			current = current && s.JetStreamIsCurrent() && s.NumRoutes() >= n-1
+		}
+		if leader && current {
+			return servers
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal("the cluster elected no JetStream meta leader")
+	t.Fatal("the cluster elected no JetStream meta leader that every server follows")
 	return nil
 }
 
