@@ -49,7 +49,7 @@ func (s *Store) Enqueue(ctx context.Context, e *store.Event, limits store.Limits
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = now
 	}
-	e.ID = s.ids.next(e.ReceivedAt)
+	e.ID = s.ids.Next(e.ReceivedAt)
 	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = store.Pending, 0, now, time.Time{}
 
 	var undo []func(ctx context.Context)

@@ -64,7 +64,6 @@ package natsstore
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -121,7 +120,7 @@ type Store struct {
 	// node makes this process's lease holders unique in the cluster.
 	node      string
 	retention atomic.Int64 // time.Duration
-	ids       idSource
+	ids       store.IDSource
 
 	subs []*nats.Subscription
 	stop chan struct{}
@@ -503,29 +502,5 @@ func (s *Store) scan(ctx context.Context, fn func(r *record)) error {
 	}
 }
 
-// idSource makes ULIDs that increase strictly within a millisecond on
-// this node: ids sort by arrival, to the millisecond across nodes.
-type idSource struct {
-	mu      sync.Mutex
-	entropy *ulid.MonotonicEntropy
-}
-
-func (s *idSource) next(t time.Time) string {
-	ms := ulid.Timestamp(t)
-	if t.Before(time.Unix(0, 0)) || ms > ulid.MaxTime() {
-		ms = ulid.Now()
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.entropy == nil {
-		s.entropy = ulid.Monotonic(rand.Reader, 0)
-	}
-	id, err := ulid.New(ms, s.entropy)
-	if err != nil {
-		s.entropy = ulid.Monotonic(rand.Reader, 0)
-		id = ulid.MustNew(ms, s.entropy)
-	}
-	return id.String()
-}
 
 var _ store.Store = (*Store)(nil)

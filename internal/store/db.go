@@ -136,7 +136,7 @@ type DB struct {
 	dueHints     map[string]*hint
 	pendingHints map[string]*hint
 
-	ids idSource
+	ids IDSource
 
 	// minFree and enqueuing: see space.go.
 	minFree    int64

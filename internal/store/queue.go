@@ -65,7 +65,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = now
 	}
-	e.ID = db.ids.next(e.ReceivedAt)
+	e.ID = db.ids.Next(e.ReceivedAt)
 	e.State, e.Attempts, e.NextAttemptAt, e.FinishedAt = Pending, 0, now, time.Time{}
 	meta := encodeMeta(e)
 	request := encodeRequest(e)
@@ -498,14 +498,17 @@ func readMeta(txn *badger.Txn, id string) (*Event, error) {
 	return e, nil
 }
 
-// idSource makes ULIDs that increase strictly within a millisecond, in the
-// order they are made: the pending index relies on it for arrival order.
-type idSource struct {
+// IDSource makes event ids: ULIDs that increase strictly within a
+// millisecond, in the order they are made, so that ids sort by arrival
+// (the pending index relies on it for arrival order; across the nodes of
+// a shared store, to the millisecond). The zero value is ready to use.
+type IDSource struct {
 	mu      sync.Mutex
 	entropy *ulid.MonotonicEntropy
 }
 
-func (s *idSource) next(t time.Time) string {
+// Next returns a new id for an event received at t.
+func (s *IDSource) Next(t time.Time) string {
 	ms := ulid.Timestamp(t)
 	if t.Before(time.Unix(0, 0)) || ms > ulid.MaxTime() {
 		ms = ulid.Now()
