@@ -502,5 +502,4 @@ func (s *Store) scan(ctx context.Context, fn func(r *record)) error {
 	}
 }
 
-
 var _ store.Store = (*Store)(nil)
