@@ -369,7 +369,7 @@ func (s *Store) leaseHead(ctx context.Context, inbox string, now time.Time) (str
 		}
 		switch {
 		case stale:
-			if err := s.due.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err := s.due.DeleteMsg(ctx, m.Sequence); err != nil && !alreadyGone(err) {
 				return "", time.Time{}, err
 			}
 			continue
@@ -601,4 +601,16 @@ func (s *Store) Release(id string) {
 		l.msg.Nak()
 	}
 	s.signalEnd(l.inbox)
+}
+
+// alreadyGone tells whether a deletion failed only because the message was
+// gone already: another node dropped the same stale message first.
+// nats.go wraps the server's "no message found" (10057) and "sequence not
+// found" (10043) in ErrMsgDeleteUnsuccessful, with no error code of its own.
+func alreadyGone(err error) bool {
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) &&
+		(strings.Contains(err.Error(), "err_code=10057") || strings.Contains(err.Error(), "err_code=10043"))
 }
