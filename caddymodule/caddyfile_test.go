@@ -224,10 +224,46 @@ func TestCaddyfileNATSStoreAdapts(t *testing.T) {
 		"hookinbox {\nstore nats {\nreplicas zero\n}\n}",
 		"hookinbox {\nstore nats {\nservers\n}\n}",
 		"hookinbox {\nstore nats {\nsync always\n}\n}",
-		"hookinbox {\nstore nats {\nembedded {\nlisten :4222\n}\n}\n}",
+		"hookinbox {\nstore nats {\nembedded {\nlisten\n}\n}\n}",
+		"hookinbox {\nstore nats {\nembedded {\njetstream on\n}\n}\n}",
 	} {
 		if _, err := parseGlobalOption(caddyfile.NewTestDispenser(block), nil); err == nil {
 			t.Errorf("parsed %q without an error", block)
 		}
 	}
+}
+
+func TestCaddyfileEmbeddedNATSAdapts(t *testing.T) {
+	caddytest.AssertAdapt(t, `{
+	hookinbox {
+		store nats {
+			embedded {
+				listen 127.0.0.1:4222
+				cluster 10.0.0.1:6222
+				routes nats-route://10.0.0.2:6222 nats-route://10.0.0.3:6222
+				name node1
+				storage /var/lib/hookinbox-nats
+			}
+		}
+	}
+}
+`, "caddyfile", `{
+	"apps": {
+		"hookinbox": {
+			"store": {
+				"embedded": {
+					"cluster": "10.0.0.1:6222",
+					"listen": "127.0.0.1:4222",
+					"name": "node1",
+					"routes": [
+						"nats-route://10.0.0.2:6222",
+						"nats-route://10.0.0.3:6222"
+					],
+					"storage": "/var/lib/hookinbox-nats"
+				},
+				"module": "nats"
+			}
+		}
+	}
+}`)
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
@@ -51,6 +56,27 @@ type NATSStore struct {
 	Replicas int `json:"replicas,omitempty"`
 	// Prefix names the streams, buckets and subjects. Default: hookinbox.
 	Prefix string `json:"prefix,omitempty"`
+	// Embedded runs a JetStream server inside this Caddy, clustered with
+	// the other nodes' (Routes): three Caddy nodes then need nothing else.
+	// It lives as long as the store, across config reloads.
+	Embedded *EmbeddedNATS `json:"embedded,omitempty"`
+}
+
+// EmbeddedNATS is the JetStream server a Caddy node runs itself.
+type EmbeddedNATS struct {
+	// Listen is the client address. Default: 127.0.0.1:4222.
+	Listen string `json:"listen,omitempty"`
+	// Cluster is this node's route address, which the other nodes' Routes
+	// name. Without it the server runs alone.
+	Cluster string `json:"cluster,omitempty"`
+	// Routes are the other nodes' route URLs (nats-route://host:port).
+	Routes []string `json:"routes,omitempty"`
+	// Name is this node's server name, unique in the cluster. Default: the
+	// host name.
+	Name string `json:"name,omitempty"`
+	// Storage is JetStream's directory. Default: Caddy's data directory +
+	// "/hookinbox-nats".
+	Storage string `json:"storage,omitempty"`
 }
 
 // NATSTLS is the TLS of the connection to NATS.
@@ -73,6 +99,20 @@ func (NATSStore) CaddyModule() caddy.ModuleInfo {
 
 // Provision applies the defaults.
 func (n *NATSStore) Provision(caddy.Context) error {
+	if e := n.Embedded; e != nil {
+		if e.Listen == "" {
+			e.Listen = "127.0.0.1:4222"
+		}
+		if e.Name == "" {
+			e.Name, _ = os.Hostname()
+		}
+		if e.Storage == "" {
+			e.Storage = filepath.Join(caddy.AppDataDir(), "hookinbox-nats")
+		}
+		if len(n.Servers) == 0 {
+			n.Servers = []string{"nats://" + e.Listen}
+		}
+	}
 	if len(n.Servers) == 0 {
 		n.Servers = []string{defaultNATSServer}
 	}
@@ -99,6 +139,25 @@ func (n *NATSStore) StoreKey() string {
 // connected: the store answers 503 while NATS is away and resumes by
 // itself) and opens the streams and buckets.
 func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
+	var embedded *server.Server
+	if n.Embedded != nil {
+		var err error
+		if embedded, err = n.Embedded.start(logger); err != nil {
+			return nil, err
+		}
+	}
+	st, err := n.open(logger)
+	if err != nil {
+		if embedded != nil {
+			embedded.Shutdown()
+		}
+		return nil, err
+	}
+	st.embedded = embedded
+	return st, nil
+}
+
+func (n *NATSStore) open(logger *zap.Logger) (*natsConnStore, error) {
 	repl := secretReplacer()
 	opts := []nats.Option{
 		nats.Name("hookinbox"),
@@ -169,13 +228,79 @@ const natsOpenTimeout = 30 * time.Second
 // closes the store when the last config using it is gone.
 type natsConnStore struct {
 	*natsstore.Store
-	nc *nats.Conn
+	nc       *nats.Conn
+	embedded *server.Server // nil without embedded
 }
 
 func (s *natsConnStore) Close() error {
 	err := s.Store.Close()
 	s.nc.Close()
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+		s.embedded.WaitForShutdown()
+	}
 	return err
+}
+
+// start runs the embedded JetStream server, syncing every write before
+// its ack (the README's sync_interval: always), and waits until it takes
+// clients.
+func (e *EmbeddedNATS) start(logger *zap.Logger) (*server.Server, error) {
+	host, port, err := splitHostPort(e.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("store nats: embedded listen %q: %v", e.Listen, err)
+	}
+	opts := &server.Options{
+		ServerName: e.Name,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   e.Storage,
+		SyncAlways: true,
+		NoSigs:     true,
+	}
+	if e.Cluster != "" {
+		chost, cport, err := splitHostPort(e.Cluster)
+		if err != nil {
+			return nil, fmt.Errorf("store nats: embedded cluster %q: %v", e.Cluster, err)
+		}
+		opts.Cluster.Name = "hookinbox"
+		opts.Cluster.Host, opts.Cluster.Port = chost, cport
+		opts.Routes = server.RoutesFromStr(strings.Join(e.Routes, ","))
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store nats: embedded server: %v", err)
+	}
+	srv.SetLogger(natsLogger{logger.Named("nats").Sugar()}, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(natsOpenTimeout) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("store nats: the embedded server did not start listening on %s", e.Listen)
+	}
+	logger.Info("embedded NATS JetStream server running",
+		zap.String("name", e.Name), zap.String("listen", e.Listen), zap.String("cluster", e.Cluster))
+	return srv, nil
+}
+
+// natsLogger routes the embedded server's log into Caddy's. Its notices
+// (every route and client connection) are Debug here.
+type natsLogger struct{ l *zap.SugaredLogger }
+
+func (n natsLogger) Noticef(f string, a ...any) { n.l.Debugf(f, a...) }
+func (n natsLogger) Warnf(f string, a ...any)   { n.l.Warnf(f, a...) }
+func (n natsLogger) Fatalf(f string, a ...any)  { n.l.Errorf(f, a...) }
+func (n natsLogger) Errorf(f string, a ...any)  { n.l.Errorf(f, a...) }
+func (n natsLogger) Debugf(f string, a ...any)  { n.l.Debugf(f, a...) }
+func (n natsLogger) Tracef(f string, a ...any)  {}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	return host, port, err
 }
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -194,6 +319,13 @@ func (s *natsConnStore) Close() error {
 //		}
 //		replicas    <n>
 //		prefix      <name>
+//		embedded {
+//			listen  <addr>
+//			cluster <addr>
+//			routes  <url…>
+//			name    <name>
+//			storage <dir>
+//		}
 //	}
 func (n *NATSStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -255,7 +387,32 @@ func (n *NATSStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "embedded":
-			return d.Err("store nats: embedded is not built yet; run nats-server beside Caddy (README: Several nodes)")
+			n.Embedded = new(EmbeddedNATS)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "listen":
+					err = one(&n.Embedded.Listen)
+				case "cluster":
+					err = one(&n.Embedded.Cluster)
+				case "name":
+					err = one(&n.Embedded.Name)
+				case "storage":
+					err = one(&n.Embedded.Storage)
+				case "routes":
+					n.Embedded.Routes = append(n.Embedded.Routes, d.RemainingArgs()...)
+					if len(n.Embedded.Routes) == 0 {
+						return d.ArgErr()
+					}
+				default:
+					return d.Errf("unknown store nats embedded option %q", d.Val())
+				}
+				if err != nil {
+					return err
+				}
+			}
 		default:
 			return d.Errf("unknown store nats option %q", d.Val())
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,5 +203,114 @@ func TestTwoNodesOneClusterLoseNothing(t *testing.T) {
 	}
 	if e.State != "delivered" {
 		t.Errorf("the survivor shows the dead node's event %s as %q, want delivered", id, e.State)
+	}
+}
+
+// TestThreeNodesEmbedded runs three Caddy nodes that each run their own
+// JetStream server (store nats { embedded { … } }), clustered with each
+// other: nothing else runs. One node is SIGKILLed mid-load, its JetStream
+// server with it; the two left keep a quorum, and every event any node
+// acknowledged is delivered.
+func TestThreeNodesEmbedded(t *testing.T) {
+	bin := caddyBinary(t)
+	rec := newRecorder()
+	app := newAppServer(t, rec)
+
+	type node struct {
+		srv         *server
+		addr, admin string
+	}
+	var routes []string
+	var clusters, clients []string
+	for range 3 {
+		c := freePort(t)
+		clusters = append(clusters, c)
+		clients = append(clients, freePort(t))
+		routes = append(routes, "nats-route://"+c)
+	}
+	nodes := make([]*node, 3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		dir := t.TempDir()
+		n := &node{addr: freePort(t), admin: freePort(t)}
+		var others []string
+		for j, r := range routes {
+			if j != i {
+				others = append(others, r)
+			}
+		}
+		config := writeConfig(t, dir, fmt.Sprintf(`{
+	admin %s
+	hookinbox {
+		store nats {
+			embedded {
+				listen %s
+				cluster %s
+				routes %s
+				name node%d
+				storage %s
+			}
+		}
+	}
+}
+http://%s {
+	hookinbox shared {
+		forward %s/shared
+		concurrency 4
+		timeout 5s
+		retry 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms 200ms
+	}
+}
+`, n.admin, clients[i], clusters[i], strings.Join(others, " "), i, filepath.Join(dir, "nats"), n.addr, app.url("")))
+		logs := logFile(t, dir)
+		nodes[i] = n
+		// The nodes start together: each waits for the others to place
+		// its replicas.
+		wg.Go(func() { n.srv = startServer(t, bin, config, n.addr, logs) })
+	}
+	wg.Wait()
+	for _, n := range nodes {
+		defer n.srv.kill()
+	}
+
+	var mu sync.Mutex
+	var acked []string
+	stop := make(chan struct{})
+	var senders sync.WaitGroup
+	for i, n := range nodes {
+		senders.Go(func() {
+			s := newSender("http://" + n.addr + "/")
+			for k := 0; k < 2000; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"node":%d,"n":%d}`, i, k)
+				if a, err := s.send(body); err == nil && a.status == http.StatusOK {
+					mu.Lock()
+					acked = append(acked, body)
+					mu.Unlock()
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	waitFor(t, "60 events acknowledged", 30*time.Second, func() bool { return count() >= 60 })
+	nodes[2].srv.kill()
+	atKill := count()
+	waitFor(t, "40 more acknowledged by the two left", 30*time.Second, func() bool { return count() >= atKill+40 })
+	close(stop)
+	senders.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	waitFor(t, "every acknowledged event delivered", 60*time.Second, func() bool { return len(rec.missing(acked)) == 0 })
+	distinct, duplicates := rec.counts()
+	t.Logf("%d acknowledged (%d before the kill), %d distinct delivered, %d duplicates, peak in flight %d",
+		len(acked), atKill, distinct, duplicates, rec.peakOf("shared"))
+	if p := rec.peakOf("shared"); p > 4 {
+		t.Errorf("%d deliveries in flight at once across the nodes, want at most 4", p)
 	}
 }

@@ -181,7 +181,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	s.retention.Store(int64(opts.Retention))
 	ctx, cancel := context.WithTimeout(ctx, 4*opts.Timeout)
 	defer cancel()
-	err = placed(ctx, func() (err error) {
+	err = placed(ctx, func(ctx context.Context) (err error) {
 		s.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:      P + "_REQUESTS",
 			Subjects:  []string{s.prefix + ".req.*"},
@@ -194,7 +194,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s_REQUESTS with %d replicas: %w", P, opts.Replicas, err)
 	}
-	err = placed(ctx, func() (err error) {
+	err = placed(ctx, func(ctx context.Context) (err error) {
 		s.due, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:              P + "_DUE",
 			Subjects:          []string{s.prefix + ".due.*", s.prefix + ".sched.*.*.*"},
@@ -211,7 +211,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	bucket := func(name string, ttl time.Duration) (jetstream.KeyValue, error) {
 		var kv jetstream.KeyValue
-		err := placed(ctx, func() (err error) {
+		err := placed(ctx, func(ctx context.Context) (err error) {
 			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 				Bucket:         P + "_" + name,
 				Storage:        jetstream.FileStorage,
@@ -258,14 +258,20 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 const errCodeNoPeers jetstream.ErrorCode = 10005
 
 // placed runs create until it succeeds or fails for another reason than a
-// cluster that cannot place its replicas yet ("no suitable peers"): a
-// cluster just started, or a server just back, is not current at once.
-// Past ctx, the error stays: replicas more than the servers there are.
-func placed(ctx context.Context, create func() error) error {
+// cluster that is not ready yet: one that cannot place its replicas yet
+// ("no suitable peers"), or that does not answer at all while it elects
+// its meta leader (nodes that start together). Each try has a few seconds;
+// past ctx, the last error stays: replicas more than the servers there are.
+func placed(ctx context.Context, create func(ctx context.Context) error) error {
 	for {
-		err := create()
+		try, cancel := context.WithTimeout(ctx, placeTry)
+		err := create(try)
+		cancel()
 		var api *jetstream.APIError
-		if err == nil || !errors.As(err, &api) || api.ErrorCode != errCodeNoPeers || ctx.Err() != nil {
+		notReady := errors.As(err, &api) && api.ErrorCode == errCodeNoPeers ||
+			errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+		if err == nil || !notReady || ctx.Err() != nil {
 			return err
 		}
 		select {
@@ -275,6 +281,9 @@ func placed(ctx context.Context, create func() error) error {
 		}
 	}
 }
+
+// placeTry bounds one try of creating a stream or a bucket.
+const placeTry = 3 * time.Second
 
 // Configure sets an inbox's concurrency: its consumer's MaxAckPending, a
 // bound across every node. An inbox not configured gets 1000.
