@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/hookinbox/hookinbox/internal/deliver"
 	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/throttle"
 	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
@@ -115,12 +115,12 @@ type Handler struct {
 	// it new requests get 503 with Retry-After. Default: no cap.
 	MaxPending int `json:"max_pending,omitempty"`
 
-	app            *App
-	verifiers      []Verifier
-	lastStoreError *atomic.Int64 // unix nanos of the last logged store error
-	schemes        []string
-	retry          []time.Duration
-	logger         *zap.Logger
+	app         *App
+	verifiers   []Verifier
+	storeErrors *throttle.Every // spaces out the log lines of a failing store
+	schemes     []string
+	retry       []time.Duration
+	logger      *zap.Logger
 	// This inbox's counters, looked up once: a label lookup per request
 	// hashes the inbox name and takes the vector's lock.
 	received, accepted, duplicates prometheus.Counter
@@ -156,7 +156,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // inbox with the hookinbox app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger().With(zap.String("inbox", h.Inbox))
-	h.lastStoreError = new(atomic.Int64)
+	h.storeErrors = throttle.New(logEvery)
 	if h.Inbox == "" {
 		return errors.New("an inbox name is required")
 	}
@@ -424,10 +424,9 @@ func (h *Handler) reject(w http.ResponseWriter, repl *caddy.Replacer, status int
 // same error: it is logged once every logEvery.
 func (h *Handler) unavailable(w http.ResponseWriter, repl *caddy.Replacer, reason string, err error) error {
 	if err != nil && !errors.Is(err, context.Canceled) {
-		now := time.Now().UnixNano()
-		if last := h.lastStoreError.Load(); now-last >= int64(logEvery) && h.lastStoreError.CompareAndSwap(last, now) {
+		if ok, held := h.storeErrors.Allow(time.Now()); ok {
 			h.logger.Error("events not stored; senders get 503 and send again",
-				zap.String("reason", reason), zap.Error(err))
+				zap.String("reason", reason), zap.Error(err), zap.Int64("failures_not_logged", held))
 		}
 	}
 	w.Header().Set("Retry-After", retryAfter)

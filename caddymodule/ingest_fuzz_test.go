@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/throttle"
 	"github.com/hookinbox/hookinbox/internal/verify"
 )
 
@@ -31,14 +31,14 @@ func newIngestHandler(tb testing.TB) (*Handler, *store.DB) {
 	e := &engine{opened: make(chan struct{})}
 	e.db.Store(&openStore{db})
 	h := &Handler{
-		Inbox:          "fuzz",
-		Forward:        "http://127.0.0.1:1/",
-		MaxBody:        4096,
-		Methods:        []string{http.MethodPost, http.MethodPut},
-		Dedupe:         caddy.Duration(defaultDedupe),
-		DedupeKey:      &DedupeKey{JSON: "data.id"},
-		logger:         zap.NewNop(),
-		lastStoreError: new(atomic.Int64),
+		Inbox:       "fuzz",
+		Forward:     "http://127.0.0.1:1/",
+		MaxBody:     4096,
+		Methods:     []string{http.MethodPost, http.MethodPut},
+		Dedupe:      caddy.Duration(defaultDedupe),
+		DedupeKey:   &DedupeKey{JSON: "data.id"},
+		logger:      zap.NewNop(),
+		storeErrors: throttle.New(logEvery),
 		app: &App{
 			engine:  e,
 			metrics: newMetrics(prometheus.NewRegistry()),
