@@ -184,25 +184,15 @@ func newCakto(c Config) (Verifier, error) {
 }
 
 func (v *bodyTokenVerifier) Verify(r *Request) (Result, error) {
-	got, found := "", false
+	var got string
 	if v.header != "" {
 		got = r.Header.Get(v.header)
-		found = got != ""
 	}
-	if !found {
-		got, found = BodyField(r.Body, v.field)
+	if got == "" {
+		got, _ = BodyField(r.Body, v.field)
 	}
-	if !found || got == "" {
-		return Result{}, unauthorized(ReasonTokenMissing)
-	}
-	ok := false
-	for _, t := range v.tokens {
-		if sameToken(got, t) {
-			ok = true
-		}
-	}
-	if !ok {
-		return Result{}, unauthorized(ReasonTokenMismatch)
+	if err := checkToken(got, v.tokens); err != nil {
+		return Result{}, err
 	}
 	return Result{Scheme: v.scheme, EventID: v.eventID(r)}, nil
 }

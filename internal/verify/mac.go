@@ -78,6 +78,24 @@ func sameToken(got string, want []byte) bool {
 	return hmac.Equal(a[:], b[:])
 }
 
+// checkToken is the rejection of a static token that is missing or matches
+// none of tokens, or nil. Every token is compared, in constant time.
+func checkToken(got string, tokens [][]byte) error {
+	if got == "" {
+		return unauthorized(ReasonTokenMissing)
+	}
+	ok := false
+	for _, t := range tokens {
+		if sameToken(got, t) {
+			ok = true
+		}
+	}
+	if !ok {
+		return unauthorized(ReasonTokenMismatch)
+	}
+	return nil
+}
+
 // secretBytes turns configured secrets into keys.
 func secretBytes(secrets []string) [][]byte {
 	keys := make([][]byte, len(secrets))

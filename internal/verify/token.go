@@ -58,17 +58,8 @@ func (v *tokenVerifier) Verify(r *Request) (Result, error) {
 	} else if r.URL != nil {
 		got = r.URL.Query().Get(v.query)
 	}
-	if got == "" {
-		return Result{}, unauthorized(ReasonTokenMissing)
-	}
-	ok := false
-	for _, t := range v.tokens {
-		if sameToken(got, t) {
-			ok = true
-		}
-	}
-	if !ok {
-		return Result{}, unauthorized(ReasonTokenMismatch)
+	if err := checkToken(got, v.tokens); err != nil {
+		return Result{}, err
 	}
 	return Result{Scheme: v.scheme, EventID: v.eventID(r)}, nil
 }
