@@ -2,6 +2,7 @@ package natsstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -410,4 +411,37 @@ func BenchmarkEnqueueParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Two nodes share the dedupe window and the max_pending cap: the same
+// sender key sent to both is stored once, and the cap counts both nodes'
+// events.
+func TestDedupeAndCapAcrossNodes(t *testing.T) {
+	servers := natstest.Cluster(t, 3)
+	open := func(nc *nats.Conn) *natsstore.Store {
+		s, err := natsstore.Open(context.Background(), nc, natsstore.Options{Prefix: "across", Replicas: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(connect(t, servers[0])), open(connect(t, servers[1]))
+	limits := store.Limits{Dedupe: time.Hour, MaxPending: 3}
+	first, dup, err := a.Enqueue(context.Background(), &store.Event{Inbox: "in", DedupeKey: "evt_1"}, limits)
+	if err != nil || dup {
+		t.Fatal(err, dup)
+	}
+	again, dup, err := b.Enqueue(context.Background(), &store.Event{Inbox: "in", DedupeKey: "evt_1"}, limits)
+	if err != nil || !dup || again != first {
+		t.Errorf("the same key on the other node: %s duplicate %v %v; want %s as a duplicate", again, dup, err, first)
+	}
+	for i, s := range []*natsstore.Store{b, a} {
+		if _, _, err := s.Enqueue(context.Background(), &store.Event{Inbox: "in", DedupeKey: fmt.Sprint("k", i)}, limits); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := b.Enqueue(context.Background(), &store.Event{Inbox: "in", DedupeKey: "k9"}, limits); !errors.Is(err, store.ErrInboxFull) {
+		t.Errorf("a fourth event across the nodes with max_pending 3: %v, want ErrInboxFull", err)
+	}
 }
