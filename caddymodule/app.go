@@ -208,6 +208,11 @@ type engine struct {
 	// opened is closed once db is first set.
 	opened     chan struct{}
 	openedOnce sync.Once
+	// opening is a remote store's open in the background, if one ran;
+	// unreachable is set once its first try failed: requests then get
+	// their 503 at once instead of waiting for it.
+	opening     *opening
+	unreachable atomic.Bool
 
 	mu      sync.Mutex
 	hooks   deliver.Hooks
@@ -225,17 +230,76 @@ type engine struct {
 func (e *engine) open(logger *zap.Logger, m *metrics) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.db.Load() != nil {
+	if e.db.Load() != nil || e.opening != nil {
 		return nil
 	}
-	st, err := e.opener.OpenStore(logger.Named("store"))
+	e.hooks = m.deliverHooks()
+	logger = logger.Named("store")
+	if _, ok := e.opener.(remoteStore); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.opening = &opening{cancel: cancel, done: make(chan struct{})}
+		go e.openInBackground(ctx, e.opening.done, logger)
+		return nil
+	}
+	st, err := e.opener.OpenStore(context.Background(), logger)
 	if err != nil {
 		return err
 	}
+	e.setStore(st)
+	return nil
+}
+
+// openRetry bounds the wait between two tries to open a remote store.
+var openRetry = struct{ first, max time.Duration }{time.Second, 30 * time.Second}
+
+// opening is a remote store's open running in the background.
+type opening struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// openInBackground tries to open a remote store until it opens or the
+// last config using it is gone (ctx).
+func (e *engine) openInBackground(ctx context.Context, done chan struct{}, logger *zap.Logger) {
+	defer close(done)
+	wait := openRetry.first
+	for try := 1; ; try++ {
+		st, err := e.opener.OpenStore(ctx, logger)
+		if err == nil {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if ctx.Err() != nil {
+				st.Close()
+				return
+			}
+			e.setStore(st)
+			if e.active != nil {
+				e.activate(e.active)
+			}
+			if try > 1 {
+				logger.Info("store open; webhooks are accepted again", zap.Int("tries", try))
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		e.unreachable.Store(true)
+		logger.Error("cannot open the store; webhooks get 503 until it opens",
+			zap.Error(err), zap.Int("try", try), zap.Duration("next_try_in", wait))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+		wait = min(2*wait, openRetry.max)
+	}
+}
+
+// setStore makes st the engine's store. e.mu is held.
+func (e *engine) setStore(st store.Store) {
 	e.db.Store(&openStore{st})
 	e.openedOnce.Do(func() { close(e.opened) })
-	e.hooks = m.deliverHooks()
-	return nil
 }
 
 // openStore holds a store for an atomic pointer.
@@ -289,6 +353,11 @@ func (e *engine) activate(app *App) {
 	e.active = app
 	e.noteSecrets(app.secrets)
 	db := e.db.Load()
+	if db == nil {
+		// A remote store still opening: its deliveries start once it is
+		// open (openInBackground).
+		return
+	}
 	db.SetRetention(time.Duration(app.Retention))
 	if e.deliver == nil {
 		e.deliver = deliver.New(db.Store, app.logger.Named("deliver"), e.hooks)
@@ -341,7 +410,7 @@ func (e *engine) store() store.Store {
 // first Start: Caddy starts its apps in random order, so the HTTP servers
 // may take requests a moment before this app has opened the store.
 func (e *engine) storeWhenOpen(ctx context.Context) store.Store {
-	if db := e.store(); db != nil {
+	if db := e.store(); db != nil || e.unreachable.Load() {
 		return db
 	}
 	t := time.NewTimer(openWait)
@@ -382,7 +451,13 @@ func (e *engine) Destruct() error {
 	e.mu.Lock()
 	svc := e.deliver
 	e.deliver, e.active, e.waiting = nil, nil, nil
+	opening := e.opening
 	e.mu.Unlock()
+	if opening != nil {
+		// An open that ends now closes what it opened.
+		opening.cancel()
+		<-opening.done
+	}
 	if svc != nil {
 		stopDeliveries(svc)
 	}

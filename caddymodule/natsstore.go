@@ -137,8 +137,9 @@ func (n *NATSStore) StoreKey() string {
 
 // OpenStore implements StoreModule: it connects (retrying for ever once
 // connected: the store answers 503 while NATS is away and resumes by
-// itself) and opens the streams and buckets.
-func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
+// itself) and opens the streams and buckets. An open that fails is tried
+// again by the app (remoteStore), so NATS may be away when Caddy starts.
+func (n *NATSStore) OpenStore(ctx context.Context, logger *zap.Logger) (store.Store, error) {
 	var embedded *server.Server
 	if n.Embedded != nil {
 		var err error
@@ -146,7 +147,7 @@ func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
 			return nil, err
 		}
 	}
-	st, err := n.open(logger)
+	st, err := n.open(ctx, logger)
 	if err != nil {
 		if embedded != nil {
 			embedded.Shutdown()
@@ -157,7 +158,7 @@ func (n *NATSStore) OpenStore(logger *zap.Logger) (store.Store, error) {
 	return st, nil
 }
 
-func (n *NATSStore) open(logger *zap.Logger) (*natsConnStore, error) {
+func (n *NATSStore) open(ctx context.Context, logger *zap.Logger) (*natsConnStore, error) {
 	repl := secretReplacer()
 	opts := []nats.Option{
 		nats.Name("hookinbox"),
@@ -199,7 +200,7 @@ func (n *NATSStore) open(logger *zap.Logger) (*natsConnStore, error) {
 		// NATS's errors name the URL, which may carry credentials.
 		return nil, fmt.Errorf("store nats: connecting to %d server(s): %v", len(n.Servers), err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+	ctx, cancel := context.WithTimeout(ctx, natsOpenTimeout)
 	defer cancel()
 	st, err := natsstore.Open(ctx, nc, natsstore.Options{
 		Prefix:   n.Prefix,
@@ -423,9 +424,13 @@ func (n *NATSStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// remote implements remoteStore: the servers may be away at start, and
+// an embedded server may wait for its peers' quorum.
+func (n *NATSStore) remote() {}
+
 // Interface guards
 var (
-	_ StoreModule           = (*NATSStore)(nil)
+	_ remoteStore           = (*NATSStore)(nil)
 	_ caddy.Provisioner     = (*NATSStore)(nil)
 	_ caddyfile.Unmarshaler = (*NATSStore)(nil)
 	_ store.Store           = (*natsConnStore)(nil)

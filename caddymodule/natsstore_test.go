@@ -19,7 +19,7 @@ func TestNATSReplicasBeyondTheClusterIsAClearError(t *testing.T) {
 	if err := n.Provision(caddyContext(t)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := n.OpenStore(zap.NewNop())
+	st, err := n.OpenStore(context.Background(), zap.NewNop())
 	if err == nil {
 		st.Close()
 		t.Fatal("replicas 3 on one server opened")
@@ -40,7 +40,7 @@ func TestNATSStoreOpensOnACluster(t *testing.T) {
 	if n.Replicas != 3 || n.Prefix != "hookinbox" {
 		t.Errorf("defaults: replicas %d, prefix %q", n.Replicas, n.Prefix)
 	}
-	st, err := n.OpenStore(zap.NewNop())
+	st, err := n.OpenStore(context.Background(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -24,7 +25,18 @@ type StoreModule interface {
 	StoreKey() string
 	// OpenStore opens the store. It is called once per key, from the
 	// first config that starts with it; the last config using it closes it.
-	OpenStore(logger *zap.Logger) (store.Store, error)
+	// ctx is done when that last config is gone before the open ended.
+	OpenStore(ctx context.Context, logger *zap.Logger) (store.Store, error)
+}
+
+// A remoteStore is a StoreModule whose events live on other machines,
+// which may be away when Caddy starts. Caddy then starts all the same:
+// the rest of the server (the app behind the inboxes, to begin with) must
+// not go down with the store. Webhooks get 503 and Retry-After until the
+// store opens, and the app tries to open it until it does.
+type remoteStore interface {
+	StoreModule
+	remote()
 }
 
 // BadgerStore keeps every inbox's events in an embedded Badger database,
@@ -62,7 +74,7 @@ func (b *BadgerStore) StoreKey() string { return "badger:" + b.Dir }
 
 // OpenStore implements StoreModule. Badger locks its directory: a second
 // open, even in the same process, fails, hence one open store per key.
-func (b *BadgerStore) OpenStore(logger *zap.Logger) (store.Store, error) {
+func (b *BadgerStore) OpenStore(_ context.Context, logger *zap.Logger) (store.Store, error) {
 	db, err := store.Open(b.Dir, store.Options{Logger: logger, Faults: testStoreFaults})
 	if err != nil {
 		return nil, fmt.Errorf("opening inbox store %s: %v", b.Dir, err)

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/hookinbox/hookinbox/internal/natstest"
 )
@@ -316,5 +319,69 @@ http://%s {
 		len(acked), atKill, distinct, duplicates, rec.peakOf("shared"))
 	if p := rec.peakOf("shared"); p > 4 {
 		t.Errorf("%d deliveries in flight at once across the nodes, want at most 4", p)
+	}
+}
+
+// TestNodeStartsWhileNATSIsAway starts a Caddy node whose NATS server is
+// not running yet: Caddy starts all the same (the app's own site is up),
+// webhooks get 503 with Retry-After, and once NATS is there the node opens
+// the store by itself, accepts webhooks and delivers them.
+func TestNodeStartsWhileNATSIsAway(t *testing.T) {
+	bin := caddyBinary(t)
+	natsPort := freePort(t) // nothing listens there yet
+	rec := newRecorder()
+	app := newAppServer(t, rec)
+	dir := t.TempDir()
+	addr, adminAddr := freePort(t), freePort(t)
+	config := writeConfig(t, dir, fmt.Sprintf(`{
+	admin %s
+	storage file_system %s
+	hookinbox {
+		store nats {
+			servers nats://%s
+			replicas 1
+		}
+	}
+}
+http://%s {
+	route /hooks {
+		hookinbox away {
+			forward %s/away
+		}
+	}
+	respond /site "the app's site" 200
+}
+`, adminAddr, filepath.Join(dir, "caddy"), natsPort, addr, app.url("")))
+	srv := startServer(t, bin, config, addr, logFile(t, dir))
+	defer srv.kill()
+
+	site, err := http.Get("http://" + addr + "/site")
+	if err != nil || site.StatusCode != http.StatusOK {
+		t.Fatalf("the site while NATS is away: %v %v; want 200", site, err)
+	}
+	site.Body.Close()
+	s := newSender("http://" + addr + "/hooks")
+	a, err := s.send(`{"early":true}`)
+	if err != nil || a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Fatalf("a webhook while NATS is away: %d %q (Retry-After %q), %v; want 503 with Retry-After",
+			a.status, a.body, a.header.Get("Retry-After"), err)
+	}
+
+	port, _ := strconv.Atoi(natsPort[strings.LastIndexByte(natsPort, ':')+1:])
+	natstest.Server(t, func(o *natsserver.Options) { o.Port = port })
+	var acked []string
+	waitFor(t, "a 200 once NATS is up", time.Minute, func() bool {
+		body := fmt.Sprintf(`{"n":%d}`, len(acked))
+		a, err := s.send(body)
+		if err == nil && a.status == http.StatusOK {
+			acked = append(acked, body)
+			return true
+		}
+		time.Sleep(200 * time.Millisecond)
+		return false
+	})
+	waitFor(t, "the delivery", 30*time.Second, func() bool { return len(rec.missing(acked)) == 0 })
+	if !srv.alive() {
+		t.Fatal("caddy exited")
 	}
 }
