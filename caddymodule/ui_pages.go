@@ -389,20 +389,29 @@ type eventPage struct {
 
 type headerLine struct{ Name, Value string }
 
-func (d *dashboard) event(w http.ResponseWriter, r *http.Request) {
+// pathEvent reads the event the path names, with its attempts. When it
+// cannot, it has answered with the error page, and ok is false.
+func (d *dashboard) pathEvent(w http.ResponseWriter, r *http.Request) (app *App, e *store.Event, attempts []store.Attempt, ok bool) {
 	app, db, err := d.app()
 	if err != nil {
 		d.fail(w, r, 0, err)
-		return
+		return nil, nil, nil, false
 	}
 	id := r.PathValue("id")
-	e, attempts, err := db.Get(id)
-	if err != nil {
+	if e, attempts, err = db.Get(id); err != nil {
 		d.fail(w, r, 0, storeError(id, err))
+		return nil, nil, nil, false
+	}
+	return app, e, attempts, true
+}
+
+func (d *dashboard) event(w http.ResponseWriter, r *http.Request) {
+	app, e, attempts, ok := d.pathEvent(w, r)
+	if !ok {
 		return
 	}
 	detail := newEventDetail(e, attempts, app.engine.secretValues())
-	p := eventPage{page: newPage(r, "Event "+id, true), Event: detail, Next: whatNext(app, e, time.Now())}
+	p := eventPage{page: newPage(r, "Event "+e.ID, true), Event: detail, Next: whatNext(app, e, time.Now())}
 	p.Body, p.BodyKind = detail.Body, detail.BodyEncoding
 	if detail.BodyEncoding == "text" && json.Valid([]byte(detail.Body)) {
 		var buf bytes.Buffer
@@ -467,19 +476,12 @@ type deletePage struct {
 }
 
 func (d *dashboard) confirmDelete(w http.ResponseWriter, r *http.Request) {
-	app, db, err := d.app()
-	if err != nil {
-		d.fail(w, r, 0, err)
-		return
-	}
-	id := r.PathValue("id")
-	e, _, err := db.Get(id)
-	if err != nil {
-		d.fail(w, r, 0, storeError(id, err))
+	app, e, _, ok := d.pathEvent(w, r)
+	if !ok {
 		return
 	}
 	d.render(w, http.StatusOK, "delete", deletePage{
-		page:  newPage(r, "Delete event "+id, false),
+		page:  newPage(r, "Delete event "+e.ID, false),
 		Event: newEventView(e, app.engine.secretValues()),
 	})
 }
