@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/hookinbox/hookinbox/internal/store"
 )
@@ -22,16 +23,11 @@ import (
 // maxDedupeKey is the longest sender key kept as it is (as the Badger store).
 const maxDedupeKey = 200
 
-// errStoring: a copy of the same event is being stored by another request
-// right now; the sender should try again (its copy is then a duplicate, or
-// stored if the other failed).
-var errStoring = errors.New("a copy of this event is being stored; try again")
-
 // Enqueue stores e as pending and due at once, and returns once JetStream
-// has acknowledged its request, its state and its due message: after a nil
-// error the event survives the loss of a minority of the servers. Any
-// failure on the way undoes what was written (as far as NATS answers) and
-// returns an error, within the store's timeout.
+// has acknowledged its dedupe key, request and state (one atomic batch) and
+// its due message: after a nil error the event survives the loss of a
+// minority of the servers. Any failure on the way undoes what was written
+// (as far as NATS answers) and returns an error, within the store's timeout.
 func (s *Store) Enqueue(ctx context.Context, e *store.Event, limits store.Limits) (string, bool, error) {
 	if e.Inbox == "" || strings.IndexByte(e.Inbox, 0) >= 0 {
 		return "", false, fmt.Errorf("enqueueing: invalid inbox name %q", e.Inbox)
@@ -65,18 +61,15 @@ func (s *Store) Enqueue(ctx context.Context, e *store.Event, limits store.Limits
 		return "", false, fmt.Errorf("enqueueing event in inbox %s: %w", e.Inbox, err)
 	}
 
+	dk := ""
 	if e.DedupeKey != "" && limits.Dedupe > 0 {
-		dk := dedupeKey(e.Inbox, e.DedupeKey)
-		prev, err := s.claimDedupe(ctx, dk, e.ID, limits.Dedupe)
-		if err != nil {
-			return fail(err)
-		}
-		if prev != "" {
-			return prev, true, nil
-		}
-		undo = append(undo, func(ctx context.Context) { s.dropDedupe(ctx, dk, e.ID) })
+		dk = dedupeKey(e.Inbox, e.DedupeKey)
 	}
 	if err := s.addPending(ctx, e.Inbox, +1, limits.MaxPending); err != nil {
+		// A full inbox still answers a duplicate of a stored event as such.
+		if prev, _, _ := s.dedupeEntry(ctx, dk, limits.Dedupe); prev != "" {
+			return prev, true, nil
+		}
 		return fail(err)
 	}
 	undo = append(undo, func(ctx context.Context) { s.addPending(ctx, e.Inbox, -1, 0) })
@@ -85,30 +78,28 @@ func (s *Store) Enqueue(ctx context.Context, e *store.Event, limits store.Limits
 	if err != nil {
 		return fail(err)
 	}
-	ack, err := s.js.PublishMsg(ctx, &nats.Msg{
-		Subject: s.prefix + ".req." + token(e.Inbox),
-		Header:  nats.Header{hdrID: {e.ID}, hdrHeader: {string(header)}},
-		Data:    e.Body,
+	state, err := json.Marshal(&record{
+		ID: e.ID, Inbox: e.Inbox, ReceivedAt: e.ReceivedAt, Method: e.Method, Path: e.Path,
+		RawQuery: e.RawQuery, Verified: e.Verified, DedupeKey: e.DedupeKey,
+		State: store.Pending, NextAttemptAt: now, Gen: 1,
 	})
 	if err != nil {
 		return fail(err)
 	}
-	undo = append(undo, func(ctx context.Context) { s.requests.DeleteMsg(ctx, ack.Sequence) })
-
-	r := &record{
-		ID: e.ID, Inbox: e.Inbox, ReceivedAt: e.ReceivedAt, Method: e.Method, Path: e.Path,
-		RawQuery: e.RawQuery, Verified: e.Verified, DedupeKey: e.DedupeKey,
-		State: store.Pending, NextAttemptAt: now, Request: ack.Sequence, Gen: 1,
-	}
-	v, err := json.Marshal(r)
+	prev, err := s.storeEvent(ctx, e, header, state, dk, limits.Dedupe)
 	if err != nil {
+		undo = append(undo, func(ctx context.Context) { s.unstore(ctx, e.ID, dk) })
 		return fail(err)
 	}
-	if _, err := s.events.Create(ctx, e.ID, v); err != nil {
-		return fail(err)
+	if prev != "" {
+		// Nothing was written but the count.
+		ctx, cancel := s.op()
+		defer cancel()
+		s.addPending(ctx, e.Inbox, -1, 0)
+		return prev, true, nil
 	}
-	undo = append(undo, func(ctx context.Context) { s.events.Purge(ctx, e.ID) })
-	if err := s.publishDue(ctx, e.Inbox, e.ID, r.Gen, time.Time{}); err != nil {
+	if err := s.publishDue(ctx, e.Inbox, e.ID, 1, time.Time{}); err != nil {
+		undo = append(undo, func(ctx context.Context) { s.unstore(ctx, e.ID, dk) })
 		return fail(err)
 	}
 	return e.ID, false, nil
@@ -116,54 +107,158 @@ func (s *Store) Enqueue(ctx context.Context, e *store.Event, limits store.Limits
 
 func dedupeKey(inbox, key string) string {
 	h := sha256.Sum256([]byte(inbox + "\x00" + key))
-	return hex.EncodeToString(h[:])
+	return "d." + hex.EncodeToString(h[:])
 }
 
-// claimDedupe makes the dedupe key dk name id for window, or returns the
-// event it already names. A key naming an event that was never stored (its
-// enqueue failed after the key was made) is taken over once it is older
-// than an enqueue may take; younger, its enqueue may still be under way.
-func (s *Store) claimDedupe(ctx context.Context, dk, id string, window time.Duration) (string, error) {
+// storeEvent writes event e's dedupe key dk (if any, made only if absent,
+// for window), request and state in one atomic batch. When dk already names
+// a stored event within the window, nothing is written and that event's id
+// is returned.
+func (s *Store) storeEvent(ctx context.Context, e *store.Event, header, state []byte, dk string, window time.Duration) (string, error) {
+	var dedupeAt uint64 // the sequence the dedupe key must be at: 0, absent
 	for range maxConflicts {
-		_, err := s.dedupe.Create(ctx, dk, []byte(id), jetstream.KeyTTL(window))
+		var batch []*nats.Msg
+		if dk != "" {
+			batch = append(batch, &nats.Msg{Subject: s.eventsSubject + dk, Data: []byte(e.ID), Header: nats.Header{
+				jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(dedupeAt, 10)},
+				jetstream.MsgTTLHeader:              {ttl(window)},
+			}})
+		}
+		batch = append(batch,
+			&nats.Msg{Subject: s.eventsSubject + e.ID + ".req", Data: e.Body, Header: nats.Header{
+				hdrID: {e.ID}, hdrHeader: {string(header)},
+			}},
+			&nats.Msg{Subject: s.eventsSubject + e.ID, Data: state, Header: nats.Header{
+				jetstream.ExpectedLastSubjSeqHeader: {"0"},
+			}},
+		)
+		err := s.publishBatch(ctx, batch)
+		if err == nil || dk == "" || !wrongLastSequence(err) {
+			return "", err
+		}
+		// The dedupe key is there: its event's, or the marker of one that
+		// expired or was deleted.
+		prev, at, err := s.dedupeEntry(ctx, dk, window)
+		if prev != "" || err != nil {
+			return prev, err
+		}
+		dedupeAt = at
+	}
+	return "", errConflict
+}
+
+// dedupeEntry reads dedupe key dk: the id of the stored event it names
+// within window, or else the sequence a new key must be written at (a
+// marker's; 0: none). A key past the window or naming an event deleted
+// since is removed.
+func (s *Store) dedupeEntry(ctx context.Context, dk string, window time.Duration) (id string, at uint64, err error) {
+	if dk == "" {
+		return "", 0, nil
+	}
+	m, err := s.eventsStream.GetLastMsgForSubject(ctx, s.eventsSubject+dk)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return "", 0, nil
+	case err != nil:
+		return "", 0, err
+	case marker(m):
+		return "", m.Sequence, nil
+	}
+	// JetStream's TTLs have one-second steps: the window is checked here.
+	if time.Since(m.Time) < window {
+		_, _, err := s.getRecord(ctx, string(m.Data))
 		if err == nil {
-			return "", nil
+			return string(m.Data), 0, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return "", 0, err
 		}
-		if !conflict(err) {
-			return "", err
-		}
-		entry, err := s.dedupe.Get(ctx, dk)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired meanwhile
-		}
-		if err != nil {
-			return "", err
-		}
-		prev := string(entry.Value())
-		if time.Since(entry.Created()) >= window {
-			// JetStream's TTLs have one-second steps: the window is checked here.
-			s.dedupe.Delete(ctx, dk, jetstream.LastRevision(entry.Revision()))
+	}
+	s.eventsStream.DeleteMsg(ctx, m.Sequence)
+	return "", 0, nil
+}
+
+// ttl is a Nats-TTL of at least JetStream's one second.
+func ttl(d time.Duration) string { return max(d, time.Second).Round(time.Second).String() }
+
+// marker tells a key's delete, purge or expiry marker from its value.
+func marker(m *jetstream.RawStreamMsg) bool {
+	return m.Header.Get("KV-Operation") != "" || m.Header.Get(jetstream.MarkerReasonHeader) != ""
+}
+
+// unstore removes what storeEvent may have written of event id (a timeout
+// may hide a batch that was written).
+func (s *Store) unstore(ctx context.Context, id, dk string) {
+	for _, key := range []string{id, id + ".req"} {
+		s.eventsStream.Purge(ctx, jetstream.WithPurgeSubject(s.eventsSubject+key))
+	}
+	s.dropDedupe(ctx, dk, id)
+}
+
+// dropDedupe deletes dedupe key dk if it names id.
+func (s *Store) dropDedupe(ctx context.Context, dk, id string) {
+	if dk == "" {
+		return
+	}
+	if m, err := s.eventsStream.GetLastMsgForSubject(ctx, s.eventsSubject+dk); err == nil && !marker(m) && string(m.Data) == id {
+		s.eventsStream.DeleteMsg(ctx, m.Sequence)
+	}
+}
+
+// publishBatch publishes msgs, all to the events stream, as one atomic
+// batch: all of them are stored, or none. JetStream acknowledges the last
+// (the commit) only.
+func (s *Store) publishBatch(ctx context.Context, msgs []*nats.Msg) error {
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set(hdrBatchID, id)
+		m.Header.Set(hdrBatchSeq, strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return err
+			}
 			continue
 		}
-		if _, _, err := s.getRecord(ctx, prev); err == nil {
-			return prev, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return "", err
+		m.Header.Set(hdrBatchCommit, "1")
+		resp, err := s.nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return err
 		}
-		if time.Since(entry.Created()) < s.opts.Timeout {
-			return "", errStoring
+		var ack struct {
+			Error *batchError `json:"error"`
 		}
-		s.dedupe.Delete(ctx, dk, jetstream.LastRevision(entry.Revision()))
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return fmt.Errorf("atomic batch: answer %q: %w", resp.Data, err)
+		}
+		if ack.Error != nil {
+			return ack.Error
+		}
 	}
-	return "", errStoring
+	return nil
 }
 
-// dropDedupe deletes dedupe key dk if it still names id.
-func (s *Store) dropDedupe(ctx context.Context, dk, id string) {
-	entry, err := s.dedupe.Get(ctx, dk)
-	if err == nil && string(entry.Value()) == id {
-		s.dedupe.Delete(ctx, dk, jetstream.LastRevision(entry.Revision()))
-	}
+// The headers of an atomic batch (nats-server's ADR-50).
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+)
+
+// batchError is JetStream's refusal of an atomic batch.
+type batchError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
+func (e *batchError) Error() string {
+	return fmt.Sprintf("atomic batch: %s (%d, error %d)", e.Description, e.Code, e.ErrCode)
+}
+
+// wrongLastSequence tells the refusal of a batch whose key was not at the
+// expected sequence (10071; 10164 on a replicated stream).
+func wrongLastSequence(err error) bool {
+	var be *batchError
+	return errors.As(err, &be) && (be.ErrCode == 10071 || be.ErrCode == 10164)
 }
 
 // addPending adds delta to inbox's pending count; with max > 0 and delta

@@ -23,9 +23,9 @@ const scanTimeout = time.Minute
 // retention (every node does; the removals are idempotent).
 const sweepEvery = time.Minute
 
-// readRequest sets e's header and body from the requests stream.
+// readRequest sets e's header and body from its request's key.
 func (s *Store) readRequest(ctx context.Context, r *record, e *store.Event) error {
-	m, err := s.requests.GetMsg(ctx, r.Request)
+	m, err := s.eventsStream.GetLastMsgForSubject(ctx, s.eventsSubject+r.ID+".req")
 	if err != nil {
 		return fmt.Errorf("reading request: %w", err)
 	}
@@ -249,7 +249,7 @@ func (s *Store) remove(ctx context.Context, id string, keep func(r *record) bool
 		} else if err != nil {
 			return err
 		}
-		s.requests.DeleteMsg(ctx, r.Request)
+		s.eventsStream.Purge(ctx, jetstream.WithPurgeSubject(s.eventsSubject+id+".req"))
 		if r.State == store.Pending {
 			s.purgeSchedule(ctx, r.Inbox, id)
 			s.addPending(ctx, r.Inbox, -1, 0)

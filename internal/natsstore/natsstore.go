@@ -6,21 +6,24 @@
 //
 // What it keeps, under a prefix p (default "hookinbox"; P is it upper-cased):
 //
-//   - stream P_REQUESTS, subjects p.req.<inbox>: each request as received
-//     (the body as the message, the HTTP header in a message header). File
-//     storage, Limits retention with no age limit: it is the history, and
-//     a pending event's request must outlive any MaxAge; finished events
-//     are removed by the retention sweep. Enqueue waits for its PubAck, so
-//     a 200 means the request is on `replicas` servers (on their disks
-//     with sync_interval: always).
-//   - bucket P_EVENTS: one key per event id, its state as JSON (state,
-//     attempts and their records, next attempt, replayed-after, finished-at,
-//     the request's stream sequence, the lease). Every transition is a
-//     compare-and-set on the key's revision, so two nodes never both apply
-//     one: a lease is a transition too.
-//   - bucket P_DEDUPE: one key per (inbox, sender key), made with Create
-//     and a per-key TTL of the window. Never Nats-Msg-Id: its window lives
-//     in every replica's memory and is rebuilt from the stream at restart.
+//   - bucket P_EVENTS (stream KV_P_EVENTS): per event id, key <id> is its
+//     state as JSON (state, attempts and their records, next attempt,
+//     replayed-after, finished-at, the lease) and key <id>.req its request
+//     as received (the body as the value, the HTTP header in a message
+//     header); key d.<sha256 of inbox and sender key> is a dedupe key,
+//     naming the event, with a per-key TTL of the window. Every transition
+//     of a state is a compare-and-set on the key's revision, so two nodes
+//     never both apply one: a lease is a transition too. File storage, no
+//     age limit: it is the history, and a pending event must outlive any
+//     MaxAge; finished events are removed by the retention sweep.
+//   - Enqueue writes an event's dedupe key (made only if absent), request
+//     and state (made only if absent) in one atomic batch (the stream
+//     allows atomic publish): one raft proposal instead of three, and no
+//     dedupe key can name an event that was never stored. It waits for the
+//     batch's PubAck, so a 200 means the event is on `replicas` servers (on
+//     their disks with sync_interval: always). Dedupe keys are never
+//     Nats-Msg-Id: its window lives in every replica's memory and is
+//     rebuilt from the stream at restart.
 //   - bucket P_COUNTS: per inbox, how many events are pending (max_pending
 //     is checked against it with compare-and-set, so it holds across nodes).
 //   - stream P_DUE (WorkQueue, message schedules allowed): the due work.
@@ -111,11 +114,13 @@ type Store struct {
 	prefix string
 	faults *store.Faults
 
-	requests jetstream.Stream
-	due      jetstream.Stream
-	events   jetstream.KeyValue
-	dedupe   jetstream.KeyValue
-	counts   jetstream.KeyValue
+	due    jetstream.Stream
+	events jetstream.KeyValue
+	// eventsStream is the events bucket's stream, for the atomic batches
+	// and the requests' headers.
+	eventsStream  jetstream.Stream
+	eventsSubject string // the bucket's subject prefix: $KV.<bucket>.
+	counts        jetstream.KeyValue
 
 	// node makes this process's lease holders unique in the cluster.
 	node      string
@@ -182,19 +187,6 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*opts.Timeout)
 	defer cancel()
 	err = placed(ctx, func(ctx context.Context) (err error) {
-		s.requests, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:      P + "_REQUESTS",
-			Subjects:  []string{s.prefix + ".req.*"},
-			Storage:   jetstream.FileStorage,
-			Retention: jetstream.LimitsPolicy,
-			Replicas:  opts.Replicas,
-		})
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating stream %s_REQUESTS with %d replicas: %w", P, opts.Replicas, err)
-	}
-	err = placed(ctx, func(ctx context.Context) (err error) {
 		s.due, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:              P + "_DUE",
 			Subjects:          []string{s.prefix + ".due.*", s.prefix + ".sched.*.*.*"},
@@ -226,11 +218,8 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		}
 		return kv, nil
 	}
-	if s.events, err = bucket("EVENTS", 0); err != nil {
-		return nil, err
-	}
-	if s.dedupe, err = bucket("DEDUPE", time.Second); err != nil {
-		return nil, err
+	if err := placed(ctx, func(ctx context.Context) error { return s.openEvents(ctx, js, P+"_EVENTS") }); err != nil {
+		return nil, fmt.Errorf("creating bucket %s_EVENTS with %d replicas: %w", P, opts.Replicas, err)
 	}
 	if s.counts, err = bucket("COUNTS", 0); err != nil {
 		return nil, err
@@ -327,6 +316,41 @@ func (s *Store) unsubscribe() error {
 	return errors.Join(errs...)
 }
 
+// openEvents creates the events bucket, or opens it, and allows atomic
+// batches on its stream, which the key-value API does not set. An existing
+// bucket is not created again: that would write its stream's config without
+// the flag, and the other nodes' batches would fail until it is set again.
+func (s *Store) openEvents(ctx context.Context, js jetstream.JetStream, bucket string) error {
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   bucket,
+			Storage:  jetstream.FileStorage,
+			Replicas: s.opts.Replicas,
+			History:  1,
+			// Dedupe keys expire by a per-key TTL; the marker an expired
+			// key leaves lives one second.
+			LimitMarkerTTL: time.Second,
+		})
+	}
+	if err != nil {
+		return err
+	}
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return err
+	}
+	if cfg := st.CachedInfo().Config; !cfg.AllowAtomicPublish || !cfg.AllowMsgTTL || cfg.Replicas != s.opts.Replicas {
+		cfg.AllowAtomicPublish, cfg.AllowMsgTTL, cfg.Replicas = true, true, s.opts.Replicas
+		cfg.SubjectDeleteMarkerTTL = max(cfg.SubjectDeleteMarkerTTL, time.Second)
+		if st, err = js.UpdateStream(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	s.events, s.eventsStream, s.eventsSubject = kv, st, "$KV."+bucket+"."
+	return nil
+}
+
 // op returns a context bounded by the store's timeout.
 func (s *Store) op() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.opts.Timeout)
@@ -384,8 +408,6 @@ type record struct {
 	NextAttemptAt time.Time       `json:"next_attempt_at,omitzero"`
 	FinishedAt    time.Time       `json:"finished_at,omitzero"`
 	History       []store.Attempt `json:"history,omitempty"`
-	// Request is the request's sequence in the requests stream.
-	Request uint64 `json:"request"`
 	// Gen is the generation of the event's due message: a due message of
 	// another generation is stale.
 	Gen uint64 `json:"gen"`
@@ -489,7 +511,9 @@ func (s *Store) update(ctx context.Context, id string, change func(r *record) (b
 
 // scan calls fn with every event's state.
 func (s *Store) scan(ctx context.Context, fn func(r *record)) error {
-	w, err := s.events.WatchAll(ctx, jetstream.IgnoreDeletes())
+	// "*": the states only, not the requests (<id>.req) nor the dedupe
+	// keys (d.<hash>).
+	w, err := s.events.Watch(ctx, "*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return err
 	}

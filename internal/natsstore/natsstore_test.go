@@ -87,8 +87,8 @@ func TestEnqueueWithoutNATSFails(t *testing.T) {
 	}
 }
 
-// Every event acknowledged while the requests stream's leader is killed
-// mid-load is leased afterwards.
+// Every event acknowledged while the events stream's leader (requests and
+// states) is killed mid-load is leased afterwards.
 func TestStreamLeaderKilledMidLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-server cluster")
@@ -128,12 +128,12 @@ func TestStreamLeaderKilledMidLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	var leader *server.Server
 	for _, srv := range servers {
-		if srv.JetStreamIsStreamLeader("$G", "KILL_REQUESTS") {
+		if srv.JetStreamIsStreamLeader("$G", "KV_KILL_EVENTS") {
 			leader = srv
 		}
 	}
 	if leader == nil {
-		t.Fatal("no leader of the requests stream")
+		t.Fatal("no leader of the events stream")
 	}
 	leader.Shutdown()
 	leader.WaitForShutdown()
