@@ -12,7 +12,7 @@
 // storage in a temporary directory, and prints one Markdown table of
 // figures and PASS/MISS against the project's targets (-json for machines).
 //
-//	go run ./cmd/hookbench                      # ~6 minutes
+//	go run ./cmd/hookbench                      # ~10 minutes
 //	go run ./cmd/hookbench -duration 3s -runs 1 -p99-duration 5s  # a quick look
 //	go run ./cmd/hookbench -scale               # adds the 1M-pending figures (minutes)
 //
@@ -99,7 +99,7 @@ func parseFlags() config {
 	flag.DurationVar(&c.slow, "slow", 50*time.Millisecond, "how long the slow app takes to answer")
 	flag.IntVar(&c.backlog, "backlog", 20000, "events in the backlog whose delivery rate is measured at the default concurrency")
 	flag.IntVar(&c.idle, "idle", 200, "sequential requests of the idle accept-to-delivery latency")
-	flag.DurationVar(&c.drainTimeout, "drain-timeout", time.Minute, "how long to wait for deliveries to catch up between measurements")
+	flag.DurationVar(&c.drainTimeout, "drain-timeout", 2*time.Minute, "how long to wait for deliveries to catch up between measurements (the nats backlogs take tens of seconds)")
 	flag.IntVar(&c.concurrency, "deliver-concurrency", 0, "the concurrency option of the inboxes but the one measured at -connections deliveries in flight (0: hookinbox's default)")
 	flag.BoolVar(&c.main, "main", true, "take the main figures (-main=false -scale takes only the scale figures)")
 	flag.BoolVar(&c.scale, "scale", false, "also measure with -scale-events pending (takes minutes)")
