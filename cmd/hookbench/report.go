@@ -279,7 +279,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 	tput("Caddy `reverse_proxy` → "+c.SlowApp+" app; CPU per request", r.ProxySlow, "req/s")
 	tput("hookinbox **ingest alone**: the app holds its deliveries (verify, store with fsync, 200); CPU over the load per event accepted", r.IngestBusy, "req/s")
 	tput("hookinbox ingest alone, store on tmpfs (reference: the same work, no disk)", r.IngestTmpfs, "req/s")
-	tput("hookinbox **whole job**: the app takes each event (verify, store, 200, deliver, record); CPU from the first request until the last accepted event is delivered, per event", r.Ingest, "req/s")
+	tput(fmt.Sprintf("hookinbox **whole job**: the app takes each event, %s (verify, store, 200, deliver, record); CPU from the first request until the last accepted event is delivered, per event", concurrencyText(c.Concurrency)), r.Ingest, "req/s")
 	tput(fmt.Sprintf("hookinbox delivery half: the held backlog (%s events) delivered, %d in flight; CPU from the app's release until the last arrives, per event", count(float64(r.Backlog)), c.Connections), r.Delivered, "events/s")
 	tput(fmt.Sprintf("hookinbox delivery half at %s (backlog of %s)", concurrencyText(c.Concurrency), count(float64(c.Backlog))), r.DeliveredDefault, "events/s")
 	if n := r.NATS; n != nil {
