@@ -113,7 +113,7 @@ func BenchmarkSender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &sender{client: newClient(64), signer: sig, seq: new(atomic.Int64)}
+	s := &sender{client: newClient(64), scheme: sig, seq: new(atomic.Int64)}
 	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

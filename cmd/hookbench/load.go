@@ -19,12 +19,10 @@ import (
 // hookinbox forwards the sender's headers, so it needs no cooperation.
 const seqHeader = "X-Bench-Seq"
 
-// sender sends Stripe-signed events. Every target gets the same requests
-// (same size, same signature header), so the figures differ only by what
-// the server does with them.
+// sender sends the run's events (scheme), to every target alike.
 type sender struct {
 	client *http.Client
-	signer *signer
+	scheme scheme
 	// seq numbers events across the whole run: ids never repeat, so no
 	// request is answered from hookinbox's dedupe index.
 	seq *atomic.Int64
@@ -52,7 +50,7 @@ func newClient(maxConns int) *http.Client {
 }
 
 func (s *sender) with(client *http.Client) *sender {
-	return &sender{client: client, signer: s.signer, seq: s.seq}
+	return &sender{client: client, scheme: s.scheme, seq: s.seq}
 }
 
 // send sends one event to url and reads the whole answer. status is 0 when
@@ -64,13 +62,12 @@ func (s *sender) send(ctx context.Context, url string) (seq int64, status int) {
 
 // sendSeq sends event seq, which the caller took from s.seq.
 func (s *sender) sendSeq(ctx context.Context, url string, seq int64) (status int) {
-	body := s.signer.body(seq)
+	body := s.scheme.body(seq)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0
 	}
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("Stripe-Signature", s.signer.header(body, time.Now()))
+	s.scheme.sign(req.Header, body, time.Now())
 	req.Header.Set(seqHeader, strconv.FormatInt(seq, 10))
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -189,8 +186,9 @@ func (s shot) latency() time.Duration { return s.answered.Sub(s.scheduled) }
 // openLoop sends rate requests per second at fixed intervals for
 // warmup+duration, whatever the answers, each from its own goroutine so a
 // slow answer never delays the schedule. It returns the shots scheduled
-// after the warm-up, once all of them are answered.
-func (s *sender) openLoop(url string, rate float64, warmup, duration time.Duration) []shot {
+// after the warm-up, once all of them are answered, and how many of the
+// warm-up's were answered 2xx.
+func (s *sender) openLoop(url string, rate float64, warmup, duration time.Duration) (counted []shot, warmAccepted int) {
 	interval := time.Duration(float64(time.Second) / rate)
 	total := int((warmup + duration) / interval)
 	skip := int(warmup / interval)
@@ -210,7 +208,12 @@ func (s *sender) openLoop(url string, rate float64, warmup, duration time.Durati
 		})
 	}
 	wg.Wait()
-	return shots[skip:]
+	for _, sh := range shots[:skip] {
+		if ok(sh.status) {
+			warmAccepted++
+		}
+	}
+	return shots[skip:], warmAccepted
 }
 
 // latencies holds the percentiles of a set of durations.

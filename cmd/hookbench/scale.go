@@ -79,7 +79,7 @@ func (b *bench) measureScale() error {
 	}
 	servers := make([]*scaleServer, 2)
 	for i, name := range []string{"empty", "full"} {
-		config, admin, addr, err := oneInbox(filepath.Join(b.dir, "storage-"+name), "scale", "http://"+down+deliveredPath, "retry 24h")
+		config, admin, addr, err := oneInbox(b.sender.scheme.verify(), filepath.Join(b.dir, "storage-"+name), "scale", "http://"+down+deliveredPath, "retry 24h")
 		if err != nil {
 			return err
 		}
@@ -130,18 +130,18 @@ func (b *bench) measureScale() error {
 
 	for run := range b.c.runs {
 		for _, s := range servers {
-			res := b.sender.closedLoop(closedLoad{url: s.url(), conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
+			f := b.ingestAlone(s.server, nil, s.url(), nil)
 			into := sf.Empty
 			if s == full {
 				into = sf.Full
 			}
-			into.add(res.perSecond(), res.Failed)
-			b.logf("scale run %d/%d: ingest, %s store: %s/s%s", run+1, b.c.runs, s.name, count(res.perSecond()), failedText(res.Failed))
+			into.add(f)
+			b.logf("scale run %d/%d: ingest, %s store: %s/s%s, %s", run+1, b.c.runs, s.name, count(f.perS), failedText(f.failed), cpuText(f.cpu, 0))
 		}
 	}
 	for _, rate := range b.c.rates {
-		e := b.rateRun(empty.url(), nil, rate)
-		f := b.rateRun(full.url(), nil, rate)
+		e := b.rateRun(empty.server, empty.url(), nil, rate, b.c.duration)
+		f := b.rateRun(full.server, full.url(), nil, rate, b.c.duration)
 		sf.RatesEmpty, sf.RatesFull = append(sf.RatesEmpty, e), append(sf.RatesFull, f)
 		b.logf("scale: open loop %s req/s: answer p99 %.2f ms empty, %.2f ms full", count(rate), e.Answer.P99, f.Answer.P99)
 	}

@@ -76,11 +76,20 @@ type site struct {
 	directives string
 }
 
-// caddyfile writes a whole config: admin on its own port (for pprof),
-// hookinbox's storage in the run's temporary directory, no config autosave.
-func caddyfile(admin, storage string, sites []site) string {
+// caddyfile writes a whole config: admin on its own port (for pprof), no
+// config autosave, and store (the lines of hookinbox's global option, ""
+// for none: a Caddy without the module cannot parse it).
+func caddyfile(admin, store string, sites []site) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "{\n\tadmin %s\n\tpersist_config off\n\thookinbox {\n\t\tstorage %s\n\t}\n}\n", admin, storage)
+	fmt.Fprintf(&b, "{\n\tadmin %s\n\tpersist_config off\n", admin)
+	if store != "" {
+		b.WriteString("\thookinbox {\n")
+		for _, line := range strings.Split(store, "\n") {
+			fmt.Fprintf(&b, "\t\t%s\n", line)
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
 	for _, s := range sites {
 		fmt.Fprintf(&b, "\nhttp://%s {\n", s.addr)
 		for _, line := range strings.Split(strings.TrimSpace(s.directives), "\n") {
@@ -91,31 +100,36 @@ func caddyfile(admin, storage string, sites []site) string {
 	return b.String()
 }
 
-// plainCaddyfile is caddyfile without the hookinbox global option, which a
-// Caddy without the module cannot parse.
-func plainCaddyfile(admin string, sites []site) string {
-	cf := caddyfile(admin, "-", sites)
-	return strings.Replace(cf, "\thookinbox {\n\t\tstorage -\n\t}\n", "", 1)
+// plainCaddyfile is a config without hookinbox.
+func plainCaddyfile(admin string, sites []site) string { return caddyfile(admin, "", sites) }
+
+// badgerStore is the global option's store: Badger in dir.
+func badgerStore(dir string) string { return "storage " + dir }
+
+// natsStore is the global option's store: JetStream on servers, every
+// event on replicas of them before its 200.
+func natsStore(servers []string, replicas int) string {
+	return fmt.Sprintf("store nats {\n\tservers %s\n\treplicas %d\n}", strings.Join(servers, " "), replicas)
 }
 
 // oneInbox is a whole config, on free ports, of one site that is one
 // inbox: what the scale and tmpfs servers run.
-func oneInbox(storage, inbox, forward string, extra ...string) (config, admin, addr string, err error) {
+func oneInbox(verify, storage, inbox, forward string, extra ...string) (config, admin, addr string, err error) {
 	if admin, err = freeAddr(); err != nil {
 		return "", "", "", err
 	}
 	if addr, err = freeAddr(); err != nil {
 		return "", "", "", err
 	}
-	return caddyfile(admin, storage, []site{{addr, inboxDirectives(inbox, forward, extra...)}}), admin, addr, nil
+	return caddyfile(admin, badgerStore(storage), []site{{addr, inboxDirectives(verify, inbox, forward, extra...)}}), admin, addr, nil
 }
 
-// inboxDirectives is the hookinbox handler the benchmark measures: Stripe
-// verification, the default options except those in extra.
-func inboxDirectives(inbox, forward string, extra ...string) string {
+// inboxDirectives is the hookinbox handler the benchmark measures: the
+// run's verify directive, the default options except those in extra.
+func inboxDirectives(verify, inbox, forward string, extra ...string) string {
 	lines := []string{
 		"hookinbox " + inbox + " {",
-		"\tverify stripe " + benchSecret,
+		"\t" + verify,
 		"\tforward " + forward,
 	}
 	for _, e := range extra {
@@ -130,6 +144,7 @@ type caddyServer struct {
 	admin   string
 	started time.Time
 	exited  chan struct{}
+	forget  func() // its onExit hook
 }
 
 // startCaddy writes config to dir/name.Caddyfile and runs bin on it. Its
@@ -151,12 +166,14 @@ func startCaddy(bin, dir, name, config, admin string) (*caddyServer, error) {
 		"XDG_CONFIG_HOME="+filepath.Join(dir, "config"),
 		"XDG_DATA_HOME="+filepath.Join(dir, "data"),
 	)
+	cmd.SysProcAttr = dieWithHarness()
 	s := &caddyServer{cmd: cmd, admin: admin, exited: make(chan struct{})}
 	s.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		logs.Close()
 		return nil, fmt.Errorf("starting %s: %v", bin, err)
 	}
+	s.forget = onExit(func() { _ = cmd.Process.Kill() })
 	go func() {
 		_ = cmd.Wait()
 		logs.Close()
@@ -202,6 +219,7 @@ func (s *caddyServer) stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
+	s.forget()
 }
 
 // memStatus is the process's memory, in bytes, from /proc/<pid>/status.
@@ -256,15 +274,8 @@ func mappedKind(path, binary string) string {
 	return "other"
 }
 
-// cpuTime is the CPU time s has used, from /proc/<pid>/stat (user and
-// system, in clock ticks of 1/100 s on Linux).
-func (s *caddyServer) cpuTime() (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	return parseStatCPU(string(data))
-}
+// cpuTime is the CPU time s has used, all its threads.
+func (s *caddyServer) cpuTime() (time.Duration, error) { return processCPU(s.cmd.Process.Pid) }
 
 // parseStatCPU reads utime and stime from a /proc/<pid>/stat line. The
 // command name, in parentheses, may hold spaces: fields count from after

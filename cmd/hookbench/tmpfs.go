@@ -48,11 +48,12 @@ func (b *bench) startTmpfs(root string) error {
 		return err
 	}
 	b.tmpfsDir = dir
+	b.forgetTmpfs = onExit(func() { os.RemoveAll(dir) })
 	if b.parked, err = startApp(0); err != nil {
 		return err
 	}
 	b.parked.hold()
-	config, admin, addr, err := oneInbox(filepath.Join(dir, "storage"), "tmpfs", b.parked.url(deliveredPath), "timeout 10m")
+	config, admin, addr, err := oneInbox(b.sender.scheme.verify(), filepath.Join(dir, "storage"), "tmpfs", b.parked.url(deliveredPath), "timeout 10m")
 	if err != nil {
 		return err
 	}
@@ -80,15 +81,17 @@ func (b *bench) stopTmpfs() {
 	}
 	if b.tmpfsDir != "" {
 		os.RemoveAll(b.tmpfsDir)
+		b.forgetTmpfs()
 	}
 }
 
-// tmpfsRun is one closed-loop run against the reference inbox.
-func (b *bench) tmpfsRun(run int) (float64, int64) {
-	if run == b.c.runs-1 {
-		// Beside ingest-last.pprof: the same run of the same work, on disk.
-		b.profileOf(b.tmpfs, "ingest-tmpfs.pprof", b.c.duration)
-	}
-	res := b.sender.closedLoop(closedLoad{url: b.tmpfsURL, conns: b.c.conns, warmup: b.c.warmup, duration: b.c.duration})
-	return res.perSecond(), res.Failed
+// tmpfsRun is one closed-loop run against the reference inbox: ingest
+// alone, as its app holds every delivery.
+func (b *bench) tmpfsRun(run int) runFigures {
+	return b.ingestAlone(b.tmpfs, nil, b.tmpfsURL, func() {
+		if run == b.c.runs-1 {
+			// Beside ingest-last.pprof: the same run of the same work, on disk.
+			b.profileOf(b.tmpfs, "ingest-tmpfs.pprof", b.c.duration)
+		}
+	})
 }
