@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +29,11 @@ type lease struct {
 	msg  jetstream.Msg
 	seq  uint64
 	stop chan struct{}
+	// taken is set once the lease is written into the event's state. An
+	// unordered inbox's lease is first only its fetched message: Load
+	// writes the state, on the attempt's own goroutine, so the dispatcher
+	// does not wait for a quorum write per event it hands out.
+	taken atomic.Bool
 }
 
 // Wake returns a channel signalled when an event of inbox may have become
@@ -152,7 +158,7 @@ func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (stri
 	}
 	pulled := false
 	for range maxConflicts {
-		msg, err := fetch(ctx, c)
+		msg, err := s.nextDue(ctx, inbox, c)
 		if err != nil {
 			return "", time.Time{}, err
 		}
@@ -169,31 +175,93 @@ func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (stri
 			pulled = true
 			continue
 		}
-		id, ok, err := s.take(ctx, inbox, msg, now)
-		if err != nil {
-			msg.Nak()
-			return "", time.Time{}, err
+		id := msg.Headers().Get(hdrID)
+		meta, err := msg.Metadata()
+		if err != nil || id == "" || s.leaseOf(id) != nil {
+			// Not a due message, or a second one of an event this node
+			// holds: settled at once.
+			if _, ok, err := s.take(ctx, inbox, msg, now); ok || err != nil {
+				return id, time.Time{}, err
+			}
+			continue
 		}
-		if ok {
-			return id, time.Time{}, nil
-		}
+		s.hold(id, &lease{inbox: inbox, holder: s.newHolder(), msg: msg, seq: meta.Sequence.Stream})
+		return id, time.Time{}, nil
 	}
 	return "", time.Time{}, nil
 }
 
-// fetch fetches one message of c, or none, at once. A consumer just made
-// on a cluster has no leader for a moment (no responders): fetch waits for
-// it within ctx.
-func fetch(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+// nextDue returns inbox's next due message from consumer c, or nil if
+// none is due. A fetch from a replicated consumer waits for a quorum
+// write, a few milliseconds, and the dispatcher leases one event after
+// another: one message a fetch would bound an inbox to a few hundred
+// deliveries a second. So a fetch takes as many messages as this node has
+// free slots for (its concurrency less the leases it holds), and the next
+// leases take them from there, at once.
+func (s *Store) nextDue(ctx context.Context, inbox string, c jetstream.Consumer) (jetstream.Msg, error) {
+	s.mu.Lock()
+	for len(s.fetched[inbox]) > 0 {
+		f := s.fetched[inbox][0]
+		s.fetched[inbox] = s.fetched[inbox][1:]
+		switch age := time.Since(f.at); {
+		case age < s.opts.LeaseTTL/2:
+			s.mu.Unlock()
+			return f.msg, nil
+		case age < s.opts.LeaseTTL*3/4:
+			// Kept too long (the dispatcher paused): given back while
+			// it is surely still this node's.
+			f.msg.Nak()
+		}
+		// Older: it may have gone to another node already; its ack
+		// wait ending gives it back.
+	}
+	n := s.concurrency[inbox]
+	if n <= 0 || n > maxFetch {
+		n = maxFetch
+	}
+	for _, l := range s.leases {
+		if l.inbox == inbox {
+			n--
+		}
+	}
+	s.mu.Unlock()
+	msgs, err := fetch(ctx, c, max(n, 1))
+	if len(msgs) == 0 {
+		return nil, err
+	}
+	if len(msgs) > 1 {
+		now := time.Now()
+		s.mu.Lock()
+		for _, m := range msgs[1:] {
+			s.fetched[inbox] = append(s.fetched[inbox], fetchedMsg{m, now})
+		}
+		s.mu.Unlock()
+	}
+	return msgs[0], nil
+}
+
+// fetchedMsg is a due message fetched ahead of its lease.
+type fetchedMsg struct {
+	msg jetstream.Msg
+	at  time.Time
+}
+
+// maxFetch bounds the messages one fetch takes.
+const maxFetch = 64
+
+// fetch fetches up to n messages of c that are there now. A consumer just
+// made on a cluster has no leader for a moment (no responders): fetch
+// waits for it within ctx.
+func fetch(ctx context.Context, c jetstream.Consumer, n int) ([]jetstream.Msg, error) {
 	for {
-		batch, err := c.FetchNoWait(1)
-		var msg jetstream.Msg
+		batch, err := c.FetchNoWait(n)
+		var msgs []jetstream.Msg
 		if err == nil {
 			for m := range batch.Messages() {
-				msg = m
+				msgs = append(msgs, m)
 			}
-			if msg != nil {
-				return msg, nil
+			if len(msgs) > 0 {
+				return msgs, nil
 			}
 			err = batch.Error()
 		}
@@ -212,21 +280,35 @@ func fetch(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
 // message and it is due by now; else it settles msg (stale: acked; held
 // by a live lease or not due: delayed) and returns false.
 func (s *Store) take(ctx context.Context, inbox string, msg jetstream.Msg, now time.Time) (string, bool, error) {
-	id := msg.Headers().Get(hdrID)
-	gen, _ := strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
 	meta, err := msg.Metadata()
 	if err != nil {
+		msg.Term()
+		return "", false, nil
+	}
+	id := msg.Headers().Get(hdrID)
+	l := &lease{inbox: inbox, holder: s.newHolder(), msg: msg, seq: meta.Sequence.Stream}
+	r, err := s.writeLease(ctx, id, l, now)
+	if err != nil || r == nil {
 		return "", false, err
 	}
-	seq := meta.Sequence.Stream
-	holder := s.newHolder()
+	s.hold(id, l)
+	return id, true, nil
+}
+
+// writeLease writes lease l of due message l.msg into event id's state if
+// l.msg is its current due message and it is due by now, and returns the
+// state. Else it settles l.msg (stale: acked; held by a live lease or not
+// due: delayed) and returns nil. On an error l.msg is not settled.
+func (s *Store) writeLease(ctx context.Context, id string, l *lease, now time.Time) (*record, error) {
+	msg := l.msg
+	gen, _ := strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
 	var settle func() error
-	_, err = s.update(ctx, id, func(r *record) (bool, error) {
+	r, err := s.update(ctx, id, func(r *record) (bool, error) {
 		settle = nil
 		switch {
 		case r.State != store.Pending || r.Gen != gen:
 			settle = msg.Ack
-		case r.Lease.live() && r.Lease.Due == seq:
+		case r.Lease.live() && r.Lease.Due == l.seq:
 			// Its holder lives (its lease is fresh) but the message came
 			// back: wait for that lease.
 			settle = func() error { return msg.NakWithDelay(time.Until(r.Lease.Until)) }
@@ -238,21 +320,21 @@ func (s *Store) take(ctx context.Context, inbox string, msg jetstream.Msg, now t
 		if settle != nil {
 			return false, nil
 		}
-		r.Lease = &leaseMark{Holder: holder, Until: time.Now().Add(s.opts.LeaseTTL), Due: seq}
+		r.Lease = &leaseMark{Holder: l.holder, Until: time.Now().Add(s.opts.LeaseTTL), Due: l.seq}
 		r.Ordered = false
 		return true, nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return "", false, msg.Ack()
+		return nil, msg.Ack()
 	}
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	if settle != nil {
-		return "", false, settle()
+		return nil, settle()
 	}
-	s.hold(id, &lease{inbox: inbox, holder: holder, msg: msg, seq: seq})
-	return id, true, nil
+	l.taken.Store(true)
+	return r, nil
 }
 
 // pullForward makes inbox's waiting retries due by now due at once (their
@@ -378,7 +460,9 @@ func (s *Store) leaseHead(ctx context.Context, inbox string, now time.Time) (str
 		case !due.IsZero():
 			return "", due, nil
 		}
-		s.hold(r.ID, &lease{inbox: inbox, holder: holder, seq: m.Sequence})
+		l := &lease{inbox: inbox, holder: holder, seq: m.Sequence}
+		l.taken.Store(true)
+		s.hold(r.ID, l)
 		return r.ID, time.Time{}, nil
 	}
 	return "", time.Time{}, nil
@@ -418,6 +502,9 @@ func (s *Store) refresh(id string, l *lease) {
 		if l.msg != nil {
 			l.msg.InProgress()
 		}
+		if !l.taken.Load() {
+			continue
+		}
 		ctx, cancel := s.op()
 		r, err := s.update(ctx, id, func(r *record) (bool, error) {
 			if r.Lease == nil || r.Lease.Holder != l.holder {
@@ -452,12 +539,31 @@ func (s *Store) leaseOf(id string) *lease {
 }
 
 // Load reads leased event id with its request, marked delivering; nil, nil
-// (and the lease ended) if it was finished or deleted meanwhile. On an
-// error the lease stays; the caller releases it.
+// (and the lease ended) if it was finished or deleted meanwhile. An
+// unordered inbox's lease is written into the state here, not by Lease:
+// nil, nil too when the fetched due message turns out not to be the
+// event's current one, or not due by now. On an error the lease stays;
+// the caller releases it.
 func (s *Store) Load(id string, now time.Time) (*store.Event, error) {
 	ctx, cancel := s.op()
 	defer cancel()
-	r, _, err := s.getRecord(ctx, id)
+	var r *record
+	var err error
+	if l := s.leaseOf(id); l != nil && !l.taken.Load() {
+		r, err = s.writeLease(ctx, id, l, now)
+		if err != nil {
+			return nil, fmt.Errorf("loading event %s: %w", id, err)
+		}
+		if r == nil {
+			// Not this message's to deliver: settled, the lease ends.
+			if s.endLease(id) != nil {
+				s.signalEnd(l.inbox)
+			}
+			return nil, nil
+		}
+	} else {
+		r, _, err = s.getRecord(ctx, id)
+	}
 	if errors.Is(err, store.ErrNotFound) || err == nil && r.State != store.Pending {
 		s.finishLease(ctx, id, nil)
 		return nil, nil

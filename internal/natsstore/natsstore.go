@@ -136,6 +136,7 @@ type Store struct {
 
 	mu          sync.Mutex
 	leases      map[string]*lease
+	fetched     map[string][]fetchedMsg // by inbox: due messages fetched, not yet leased
 	consumers   map[string]jetstream.Consumer
 	concurrency map[string]int
 	counters    map[string]*pendingCounter // by inbox: addPending
@@ -178,6 +179,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		node:        ulid.Make().String(),
 		stop:        make(chan struct{}),
 		leases:      map[string]*lease{},
+		fetched:     map[string][]fetchedMsg{},
 		consumers:   map[string]jetstream.Consumer{},
 		concurrency: map[string]int{},
 		counters:    map[string]*pendingCounter{},
@@ -301,6 +303,13 @@ func (s *Store) Close() error {
 		close(l.stop)
 		delete(s.leases, id)
 	}
+	// Fetched ahead, never leased: the other nodes may have them now.
+	for _, fetched := range s.fetched {
+		for _, f := range fetched {
+			f.msg.Nak()
+		}
+	}
+	clear(s.fetched)
 	s.mu.Unlock()
 	close(s.stop)
 	err := s.unsubscribe()
