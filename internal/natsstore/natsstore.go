@@ -36,7 +36,11 @@
 // An unordered inbox has one durable pull consumer on p.due.<inbox>,
 // AckExplicit, MaxAckPending its concurrency (so the bound holds across the
 // cluster), AckWait the lease TTL. A lease is a fetched message plus the
-// lease written into the event's state; while the attempt runs the node
+// lease written into the event's state (by Load, on the attempt's own
+// goroutine: a replicated write per event would bound the dispatcher,
+// which leases one event after another). A fetch takes as many messages as
+// the node has free slots for, since each fetch waits for a quorum write
+// of the consumer's state. While the attempt runs the node
 // refreshes both (InProgress, and the state's lease), so AckWait can be
 // shorter than the app's timeout without a second delivery, and a node that
 // dies mid-attempt stops refreshing: the message comes back after AckWait
