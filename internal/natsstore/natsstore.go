@@ -360,9 +360,17 @@ func (s *Store) openEvents(ctx context.Context, js jetstream.JetStream, bucket s
 			return err
 		}
 	}
+	if cfg := st.CachedInfo().Config; !cfg.AllowAtomicPublish || !cfg.AllowMsgTTL {
+		// A server that does not know a setting ignores it.
+		return errServerTooOld
+	}
 	s.events, s.eventsStream, s.eventsSubject = kv, st, "$KV."+bucket+"."
 	return nil
 }
+
+// errServerTooOld: the servers lack what the store needs (atomic batches,
+// per-message TTLs, message schedules).
+var errServerTooOld = errors.New("the NATS servers do not support atomic batches and message TTLs: nats-server 2.12 or later is needed")
 
 // op returns a context bounded by the store's timeout.
 func (s *Store) op() (context.Context, context.CancelFunc) {
