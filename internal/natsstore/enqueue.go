@@ -264,7 +264,7 @@ func wrongLastSequence(err error) bool {
 // addPending adds delta to inbox's pending count; with max > 0 and delta
 // > 0 it refuses with store.ErrInboxFull at max. The count is kept next to
 // the events, not with them: a node that dies between the two leaves it
-// off by one (a recount from the events bucket is the cure; not done yet).
+// off by one, until the sweep recounts it (recount).
 //
 // Every enqueue and every finished event changes the count, a
 // compare-and-set on one key per inbox: one at a time, that would be one
@@ -362,6 +362,9 @@ func (s *Store) writeCountBatch(inbox string, batch []*countChange) []error {
 				continue
 			}
 			sum += req.delta
+		}
+		if sum == 0 {
+			return results // all refused, or changes that cancel out
 		}
 		v := []byte(strconv.Itoa(max(n+sum, 0)))
 		if rev == 0 {

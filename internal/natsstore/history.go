@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -262,32 +263,86 @@ func (s *Store) remove(ctx context.Context, id string, keep func(r *record) bool
 	return fmt.Errorf("event %s: %w %d times", id, errConflict, maxConflicts)
 }
 
-// sweep removes finished events past the retention, now and every sweepEvery.
+// sweep removes finished events past the retention and corrects the
+// pending counts, now and every sweepEvery.
 func (s *Store) sweep() {
 	defer s.bg.Done()
-	t := time.NewTicker(sweepEvery)
+	t := time.NewTicker(s.opts.sweepEvery)
 	defer t.Stop()
+	var seen map[string]jetstream.KeyValueEntry // the counts the last sweep read
+	stopped, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-s.stop
+		stop()
+	}()
 	for {
-		if d := time.Duration(s.retention.Load()); d > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), scanTimeout)
-			var old []string
-			cutoff := time.Now().Add(-d)
-			s.scan(ctx, func(r *record) {
-				if r.State != store.Pending && r.FinishedAt.Before(cutoff) {
-					old = append(old, r.ID)
-				}
-			})
-			for _, id := range old {
-				s.remove(ctx, id, func(r *record) bool {
-					return r.State != store.Pending && r.FinishedAt.Before(cutoff)
-				})
+		ctx, cancel := context.WithTimeout(stopped, scanTimeout)
+		counts := s.readCounts(ctx)
+		pending := map[string]int{}
+		var old []string
+		retention := time.Duration(s.retention.Load())
+		cutoff := time.Now().Add(-retention)
+		err := s.scan(ctx, func(r *record) {
+			if r.State == store.Pending {
+				pending[token(r.Inbox)]++
+			} else if retention > 0 && r.FinishedAt.Before(cutoff) {
+				old = append(old, r.ID)
 			}
-			cancel()
+		})
+		for _, id := range old {
+			s.remove(ctx, id, func(r *record) bool {
+				return r.State != store.Pending && r.FinishedAt.Before(cutoff)
+			})
 		}
+		if err == nil && counts != nil {
+			s.recount(ctx, seen, counts, pending)
+			seen = counts
+		}
+		cancel()
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// readCounts reads every inbox's pending count; nil if it cannot.
+func (s *Store) readCounts(ctx context.Context) map[string]jetstream.KeyValueEntry {
+	keys, err := s.counts.ListKeys(ctx)
+	if err != nil {
+		return nil
+	}
+	counts := map[string]jetstream.KeyValueEntry{}
+	for key := range keys.Keys() {
+		entry, err := s.counts.Get(ctx, key)
+		if err != nil {
+			return nil
+		}
+		counts[key] = entry
+	}
+	return counts
+}
+
+// recount sets a pending count to the pending events the scan found when
+// they differ: a node that died between counting an event and storing it
+// (or between finishing one and counting that) left the count off. It
+// does so only for a count that has not changed since the last sweep (seen):
+// no enqueue or record was then under way, nor during the scan, which
+// started after that reading (a compare-and-set on its revision), so the
+// scan saw what the count should say.
+func (s *Store) recount(ctx context.Context, seen, counts map[string]jetstream.KeyValueEntry, pending map[string]int) {
+	for key, entry := range counts {
+		last, ok := seen[key]
+		if !ok || last.Revision() != entry.Revision() {
+			continue
+		}
+		n, _ := strconv.Atoi(string(entry.Value()))
+		if n == pending[key] {
+			continue
+		}
+		// A conflict: it changed meanwhile; the next sweeps look again.
+		s.counts.Update(ctx, key, []byte(strconv.Itoa(pending[key])), entry.Revision())
 	}
 }

@@ -185,6 +185,22 @@ func (s *Store) leaseDue(ctx context.Context, inbox string, now time.Time) (stri
 			}
 			continue
 		}
+		// A read, not the lease's write (Load's): a message that is not
+		// its event's to deliver now is settled here, so that an id
+		// Lease returns is one Load delivers, but for a race.
+		r, _, err := s.getRecord(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			msg.Ack()
+			continue
+		}
+		if err != nil {
+			msg.Nak()
+			return "", time.Time{}, err
+		}
+		if settle := s.settlement(r, msg, meta.Sequence.Stream, now); settle != nil {
+			settle()
+			continue
+		}
 		s.hold(id, &lease{inbox: inbox, holder: s.newHolder(), msg: msg, seq: meta.Sequence.Stream})
 		return id, time.Time{}, nil
 	}
@@ -297,27 +313,12 @@ func (s *Store) take(ctx context.Context, inbox string, msg jetstream.Msg, now t
 
 // writeLease writes lease l of due message l.msg into event id's state if
 // l.msg is its current due message and it is due by now, and returns the
-// state. Else it settles l.msg (stale: acked; held by a live lease or not
-// due: delayed) and returns nil. On an error l.msg is not settled.
+// state. Else it settles l.msg (see settlement) and returns nil. On an
+// error l.msg is not settled.
 func (s *Store) writeLease(ctx context.Context, id string, l *lease, now time.Time) (*record, error) {
-	msg := l.msg
-	gen, _ := strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
 	var settle func() error
 	r, err := s.update(ctx, id, func(r *record) (bool, error) {
-		settle = nil
-		switch {
-		case r.State != store.Pending || r.Gen != gen:
-			settle = msg.Ack
-		case r.Lease.live() && r.Lease.Due == l.seq:
-			// Its holder lives (its lease is fresh) but the message came
-			// back: wait for that lease.
-			settle = func() error { return msg.NakWithDelay(time.Until(r.Lease.Until)) }
-		case r.Lease.live():
-			settle = msg.Ack // a second due message of the same generation
-		case r.NextAttemptAt.After(now):
-			settle = func() error { return msg.NakWithDelay(max(time.Until(r.NextAttemptAt), 0)) }
-		}
-		if settle != nil {
+		if settle = s.settlement(r, l.msg, l.seq, now); settle != nil {
 			return false, nil
 		}
 		r.Lease = &leaseMark{Holder: l.holder, Until: time.Now().Add(s.opts.LeaseTTL), Due: l.seq}
@@ -325,7 +326,7 @@ func (s *Store) writeLease(ctx context.Context, id string, l *lease, now time.Ti
 		return true, nil
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, msg.Ack()
+		return nil, l.msg.Ack()
 	}
 	if err != nil {
 		return nil, err
@@ -335,6 +336,36 @@ func (s *Store) writeLease(ctx context.Context, id string, l *lease, now time.Ti
 	}
 	l.taken.Store(true)
 	return r, nil
+}
+
+// settlement is what becomes of due message msg (stream sequence seq) of
+// an event whose state is r, when it is not the event's to deliver now:
+// nil when it is. A message of an older generation, or a second one of the
+// same, is stale: acked. One of a newer generation than the state comes
+// from a replay or a record whose state write has not landed yet: looked
+// at again shortly (for a while; then taken for the leftover of a write
+// that failed). One whose event a live lease holds, or that is not due by
+// now, is delayed until then.
+func (s *Store) settlement(r *record, msg jetstream.Msg, seq uint64, now time.Time) func() error {
+	gen, _ := strconv.ParseUint(msg.Headers().Get(hdrGen), 10, 64)
+	switch {
+	case gen > r.Gen:
+		if meta, err := msg.Metadata(); err == nil && time.Since(meta.Timestamp) < 2*s.opts.Timeout {
+			return func() error { return msg.NakWithDelay(100 * time.Millisecond) }
+		}
+		return msg.Ack
+	case r.State != store.Pending || gen < r.Gen:
+		return msg.Ack
+	case r.Lease.live() && r.Lease.Due == seq:
+		// Its holder lives (its lease is fresh) but the message came
+		// back: wait for that lease.
+		return func() error { return msg.NakWithDelay(time.Until(r.Lease.Until)) }
+	case r.Lease.live():
+		return msg.Ack // a second due message of the same generation
+	case r.NextAttemptAt.After(now):
+		return func() error { return msg.NakWithDelay(max(time.Until(r.NextAttemptAt), 0)) }
+	}
+	return nil
 }
 
 // pullForward makes inbox's waiting retries due by now due at once (their

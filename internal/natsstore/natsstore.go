@@ -108,6 +108,9 @@ type Options struct {
 	// store.StepJournalWrite fails Enqueue's publish, store.StepRecord
 	// fails Record.
 	Faults *store.Faults
+
+	// sweepEvery overrides the const of that name (tests).
+	sweepEvery time.Duration
 }
 
 // Store is a store.Store on JetStream. Its methods are safe for concurrent use.
@@ -167,6 +170,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
+	}
+	if opts.sweepEvery <= 0 {
+		opts.sweepEvery = sweepEvery
 	}
 	for _, r := range opts.Prefix {
 		if !safeRune(r) || r == '_' {
