@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,18 +129,35 @@ func TestStreamLeaderKilledMidLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(500 * time.Millisecond)
-	var leader *server.Server
-	for _, srv := range servers {
-		if srv.JetStreamIsStreamLeader("$G", "KV_KILL_EVENTS") {
-			leader = srv
+	// One kill in CI; HOOKINBOX_NATS_KILLS=N kills the leader N times, the
+	// killed server restarted between kills.
+	kills := 1
+	if n, err := strconv.Atoi(os.Getenv("HOOKINBOX_NATS_KILLS")); err == nil && n > 0 {
+		kills = n
+	}
+	for k := range kills {
+		var leader *server.Server
+		deadline := time.Now().Add(10 * time.Second)
+		for leader == nil && time.Now().Before(deadline) {
+			for _, srv := range servers {
+				if srv.Running() && srv.JetStreamIsStreamLeader("$G", "KV_KILL_EVENTS") {
+					leader = srv
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if leader == nil {
+			t.Fatalf("kill %d: no leader of the events stream", k+1)
+		}
+		leader.Shutdown()
+		leader.WaitForShutdown()
+		time.Sleep(1500 * time.Millisecond)
+		if k < kills-1 {
+			i := slices.Index(servers, leader)
+			servers[i] = natstest.Restart(t, leader)
+			time.Sleep(time.Second)
 		}
 	}
-	if leader == nil {
-		t.Fatal("no leader of the events stream")
-	}
-	leader.Shutdown()
-	leader.WaitForShutdown()
-	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 
