@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 func TestMemoryIsReleasedAfterABurstOnly(t *testing.T) {
@@ -107,5 +109,65 @@ func TestIdleWorkIsBoundedWithABacklog(t *testing.T) {
 	if limit := uint64(1 << 20); perRound > limit {
 		t.Errorf("idle work with %d events pending allocated %d KiB per round, want at most %d KiB",
 			pending, perRound>>10, limit>>10)
+	}
+}
+
+// TestCompactedTablesAreSmall checks that compaction writes tables of
+// tableSize at most: the heap that compaction takes (several builders in
+// flight, and 8 kept in Badger's pool) grows with their size.
+func TestCompactedTablesAreSmall(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Retention: time.Hour, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	// About 250 bytes of keys and values in Badger per event: 60,000
+	// flush a dozen memtables, which compaction merges into level 1 and on.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for next.Add(1) <= 60000 {
+				e := &Event{Inbox: "tables", Method: "POST", Path: "/hooks/tables", Body: []byte("{}")}
+				if _, _, err := db.Enqueue(context.Background(), e, Limits{Dedupe: time.Hour}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Wait until compaction has written more than a few tables' worth, so
+	// that tables of the wrong size would be among them.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var compacted []badger.TableInfo
+		var size int
+		for _, ti := range db.bdb.Tables() {
+			if ti.Level > 0 {
+				compacted = append(compacted, ti)
+				size += int(ti.OnDiskSize)
+			}
+		}
+		if size >= 3*tableSize {
+			for _, ti := range compacted {
+				// A builder closes a table once it is past 95% of the size,
+				// so the last block may take it a little over.
+				if ti.OnDiskSize > tableSize+tableSize/8 {
+					t.Errorf("table %d at level %d is %d KiB, want at most about %d KiB",
+						ti.ID, ti.Level, ti.OnDiskSize>>10, tableSize>>10)
+				}
+			}
+			t.Logf("%d tables below level 0, %d KiB", len(compacted), size>>10)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d KiB of tables below level 0 after 30 s, want %d KiB or more", size>>10, 3*tableSize>>10)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
