@@ -236,6 +236,8 @@ const (
 	// valueLogFileSize: a value-log file is closed and a new one started
 	// past this size.
 	valueLogFileSize = 32 << 20
+	// tableSize is the size of Badger's tables (badgerOptions).
+	tableSize = 512 << 10
 )
 
 // badgerOptions sizes Badger for a small machine (two cores, a few hundred
@@ -254,9 +256,16 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 		blockCache = 8 << 20
 	}
 	o := badger.DefaultOptions(dir)
-	// Compaction builds each output table in a buffer of twice its size, a
-	// dozen at a time; tables that double in size at each level would make
-	// that hundreds of MB on a large backlog. Keep them all at 2 MB.
+	// Compaction builds each output table in buffers of the Go heap that
+	// hold its blocks both raw and compressed: 12 to 28 MB for a table of
+	// 2 MB (Snappy shrinks this data two to three times). Up to 13 are in
+	// flight per compaction, two compactions run at once, and Badger pools 8
+	// of them afterwards, so while a backlog is delivered (every attempt
+	// rewrites a few keys) the heap held 200 MB of them. Tables of 512 KiB
+	// need buffers a quarter that size; they are all that size at every
+	// level, which also keeps tables that double at each level from
+	// multiplying it again.
+	o.BaseTableSize = tableSize
 	o.TableSizeMultiplier = 1
 	return o.
 		WithLogger(badgerLogger{l: logger.Named("badger").Sugar()}).
