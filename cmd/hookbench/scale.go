@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -69,14 +71,23 @@ func (s *scaleServer) url() string { return "http://" + s.addr + "/" }
 // first 200, then compares ingest on it with ingest on an empty store and
 // reads its memory again, serving with the backlog.
 //
-// Both servers forward to an address nothing listens on, with one retry a
-// day away: the events stay pending, as they do while a user's app is
-// down, and both servers do the same work per request.
+// Both servers forward to an app that answers every request 503, with one
+// retry a day away: the events stay pending, as they do while a user's app
+// is down, and both servers do the same work per request. The app holds
+// its port: a free port merely closed could be taken by another process,
+// whose 2xx would close the breaker at its next probe and drain the
+// backlog while the memory is read "at rest".
 func (b *bench) measureScale() error {
-	down, err := freeAddr()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
+	downApp := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})}
+	go downApp.Serve(l)
+	defer downApp.Close()
+	down := l.Addr().String()
 	servers := make([]*scaleServer, 2)
 	for i, name := range []string{"empty", "full"} {
 		config, admin, addr, err := oneInbox(b.sender.scheme.verify(), filepath.Join(b.dir, "storage-"+name), "scale", "http://"+down+deliveredPath, "retry 24h")
