@@ -126,6 +126,9 @@ type DB struct {
 	live map[uint64]int64
 	// leases: event id -> inbox, for events being delivered.
 	leases map[string]string
+	// carried: the meta a lease's scan read with the event's due key, for
+	// Load (queue.go); only for leases whose scan was not outdated.
+	carried map[string]*Event
 	// leased: inbox -> number of leases.
 	leased map[string]int
 	// replays: leased events replayed during their attempt (operate.go).
@@ -148,6 +151,10 @@ type DB struct {
 	// (snapshot.go). lastTs, the last version handed out, is the writer's.
 	committed atomic.Uint64
 	lastTs    uint64
+	// rewritten is the version of the last commit that changed or deleted
+	// the meta of an event stored before it (anything but an enqueue):
+	// a due scan on an older snapshot may have read a meta since changed.
+	rewritten atomic.Uint64
 	// record is the writer's buffer for journal records.
 	record []byte
 	// discardTs is the janitor's: the version to discard below next time.
@@ -180,6 +187,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		counts:       make(map[string]*[len(storedStates)]int),
 		live:         make(map[uint64]int64),
 		leases:       make(map[string]string),
+		carried:      make(map[string]*Event),
 		leased:       make(map[string]int),
 		replays:      make(map[string]bool),
 		wakes:        make(map[string]chan struct{}),
