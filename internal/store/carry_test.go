@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -75,5 +76,57 @@ func TestLoadUsesCarriedMeta(t *testing.T) {
 	db.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d carried metas left after Load", left)
+	}
+}
+
+// Record writes on the meta its Load returned unless a commit changed the
+// event meanwhile: an event deleted during its attempt stays deleted.
+func TestRecordAfterDeleteDuringAttempt(t *testing.T) {
+	db, _ := openTest(t)
+	id := enqueue(t, db, "in", "x")
+	if e := claim(t, db, "in", time.Now(), false); e == nil {
+		t.Fatal("nothing claimed")
+	}
+	if err := db.Delete(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Record(id, Attempt{At: time.Now(), Outcome: OutcomeOK, Status: 200}, Next{Delivered: true}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Record after Delete: %v, want ErrNotFound", err)
+	}
+	if _, _, err := db.Get(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete and Record: %v, want ErrNotFound", err)
+	}
+}
+
+// An event replayed during its attempt has a new due key; the record must
+// move it from there, leaving one due key.
+func TestRecordAfterReplayDuringAttemptKeepsOneDueKey(t *testing.T) {
+	db, _ := openTest(t)
+	id := enqueue(t, db, "in", "x")
+	if e := claim(t, db, "in", time.Now(), false); e == nil {
+		t.Fatal("nothing claimed")
+	}
+	time.Sleep(2 * time.Millisecond) // the replay's due time differs from the enqueue's
+	if err := db.Replay(id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Record(id, Attempt{At: time.Now(), Outcome: OutcomeServerError}, Next{RetryAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	err := db.view(func(txn *badger.Txn) error {
+		prefix := duePrefix("in")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d due keys after the record, want 1", n)
 	}
 }

@@ -129,6 +129,12 @@ type DB struct {
 	// carried: the meta a lease's scan read with the event's due key, for
 	// Load (queue.go); only for leases whose scan was not outdated.
 	carried map[string]*Event
+	// loaded: the stored meta of each leased event as Load returned it,
+	// for its Record; stale: leased events whose meta a commit changed
+	// or deleted since their lease began (the writer marks them), whose
+	// Record reads the meta again.
+	loaded map[string]*Event
+	stale  map[string]bool
 	// leased: inbox -> number of leases.
 	leased map[string]int
 	// replays: leased events replayed during their attempt (operate.go).
@@ -188,6 +194,8 @@ func Open(dir string, opts Options) (*DB, error) {
 		live:         make(map[uint64]int64),
 		leases:       make(map[string]string),
 		carried:      make(map[string]*Event),
+		loaded:       make(map[string]*Event),
+		stale:        make(map[string]bool),
 		leased:       make(map[string]int),
 		replays:      make(map[string]bool),
 		wakes:        make(map[string]chan struct{}),

@@ -240,6 +240,7 @@ func (db *DB) Load(id string, now time.Time) (*Event, error) {
 		// whose segment is gone is read again below, from a fresh meta.
 		err := db.readJournalRequest(m)
 		if err == nil {
+			db.keepLoaded(m)
 			m.State = Delivering
 			return m, nil
 		}
@@ -255,8 +256,22 @@ func (db *DB) Load(id string, now time.Time) (*Event, error) {
 		// Finished or moved by a commit the scan did not see: its key at
 		// the leased place is gone.
 		db.endLease(id, false, false)
+		return nil, nil
 	}
 	return e, nil
+}
+
+// keepLoaded keeps the stored meta of leased event e, read on a snapshot
+// taken after its lease began, for its Record: a commit that changes it
+// later marks the lease stale (applied).
+func (db *DB) keepLoaded(e *Event) {
+	m := *e
+	m.Header, m.Body, m.State = nil, nil, Pending
+	db.mu.Lock()
+	if _, ok := db.leases[e.ID]; ok && !db.stale[e.ID] {
+		db.loaded[e.ID] = &m
+	}
+	db.mu.Unlock()
 }
 
 // findDue scans the due index from its hint and leases the first event due
@@ -404,6 +419,8 @@ func (db *DB) endLease(id string, wake, stillDue bool) {
 	if ok {
 		delete(db.leases, id)
 		delete(db.carried, id)
+		delete(db.loaded, id)
+		delete(db.stale, id)
 		delete(db.replays, id)
 		if db.leased[inbox]--; db.leased[inbox] <= 0 {
 			delete(db.leased, inbox)
@@ -437,6 +454,7 @@ func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 		if err := db.readRequest(txn, m); err != nil {
 			return err
 		}
+		db.keepLoaded(m)
 		m.State = Delivering
 		e = m
 		return nil
@@ -466,9 +484,12 @@ func (db *DB) Record(id string, a Attempt, next Next) (*Event, error) {
 	}
 	var stored *Event
 	o := newOp(2048+len(a.Response), func(b *batch) error {
-		e, err := b.getMeta(id)
-		if err != nil {
-			return err
+		e := b.leasedMeta(id)
+		if e == nil {
+			var err error
+			if e, err = b.getMeta(id); err != nil {
+				return err
+			}
 		}
 		att := a
 		if att.N <= 0 {

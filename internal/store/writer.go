@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -79,8 +80,10 @@ type batch struct {
 	wakes          map[string]bool
 	// live: changes of the stored request bytes per journal segment.
 	live map[uint64]int64
-	// rewrites: the batch changes or deletes the meta of a stored event.
-	rewrites bool
+	// rewrites: the batch changes or deletes the meta of a stored event;
+	// rewritten: which events.
+	rewrites  bool
+	rewritten []string
 }
 
 func (db *DB) newBatch(seq uint64, offset int64) *batch {
@@ -113,6 +116,7 @@ func (b *batch) setEntry(e *badger.Entry) error {
 func (b *batch) del(k []byte) error {
 	if k[0] == tableMeta {
 		b.rewrites = true
+		b.rewritten = append(b.rewritten, string(k[2:]))
 	}
 	b.writes++
 	b.record = appendEntry(b.record, entryDelete, k, nil, 0)
@@ -155,9 +159,28 @@ func (b *batch) getMeta(id string) (*Event, error) {
 	return readMeta(b.txn, id)
 }
 
+// leasedMeta returns a copy of the stored meta of leased event id as its
+// Load returned it, if nothing has changed it since: no commit (the writer
+// marks the lease stale) and no earlier op of this batch. Nil: the caller
+// reads it.
+func (b *batch) leasedMeta(id string) *Event {
+	if slices.Contains(b.rewritten, id) {
+		return nil
+	}
+	b.db.mu.Lock()
+	defer b.db.mu.Unlock()
+	m := b.db.loaded[id]
+	if m == nil || b.db.stale[id] {
+		return nil
+	}
+	e := *m
+	return &e
+}
+
 // putMeta writes the meta of stored event e, and returns it encoded.
 func (b *batch) putMeta(e *Event) ([]byte, error) {
 	b.rewrites = true
+	b.rewritten = append(b.rewritten, e.ID)
 	meta := encodeMeta(e)
 	return meta, b.set(metaKey(e.ID), meta)
 }
@@ -410,6 +433,11 @@ func (b *batch) writeCounts() error {
 // then wake-ups, so a woken dispatcher finds the event.
 func (db *DB) applied(b *batch) {
 	db.mu.Lock()
+	for _, id := range b.rewritten {
+		if _, ok := db.leases[id]; ok {
+			db.stale[id] = true
+		}
+	}
 	for inbox, d := range b.delta {
 		c := db.countsOf(inbox)
 		for i, n := range d {
