@@ -210,7 +210,6 @@ func (in *inbox) start(id string) {
 func (in *inbox) deliver(e *store.Event, done func()) {
 	s := in.svc
 	set := in.settings.Load()
-	log := s.log().With(zap.String("inbox", in.name), zap.String("id", e.ID))
 	if set.forward == nil {
 		s.queue.Release(e.ID)
 		return
@@ -218,12 +217,16 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 
 	res := s.attempt(s.ctx, set, e)
 	a := res.attempt
-	log = log.With(zap.Int("attempt", a.N))
+	// The logger is made only for a line that is written: With encodes its
+	// fields at once, and a delivered event's line is at debug level.
+	log := func() *zap.Logger {
+		return s.log().With(zap.String("inbox", in.name), zap.String("id", e.ID), zap.Int("attempt", a.N))
+	}
 	if res.cancelled {
 		// Stopping: this was no attempt of the application's making, so it
 		// is not recorded and the event is delivered again after the restart.
 		s.queue.Release(e.ID)
-		log.Info("delivery cancelled by shutdown; released for redelivery")
+		log().Info("delivery cancelled by shutdown; released for redelivery")
 		return
 	}
 
@@ -237,23 +240,28 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 	}
 	e = stored
 
-	fields := []zap.Field{
-		zap.String("outcome", a.Outcome),
-		zap.Int("status", a.Status),
-		zap.Duration("duration", a.Duration),
-	}
-	if a.Error != "" {
-		fields = append(fields, zap.String("error", a.Error))
+	fields := func() []zap.Field {
+		f := []zap.Field{
+			zap.String("outcome", a.Outcome),
+			zap.Int("status", a.Status),
+			zap.Duration("duration", a.Duration),
+		}
+		if a.Error != "" {
+			f = append(f, zap.String("error", a.Error))
+		}
+		return f
 	}
 	switch {
 	case e.State == store.Delivered:
-		log.Debug("delivered", fields...)
+		if s.log().Core().Enabled(zap.DebugLevel) {
+			log().Debug("delivered", fields()...)
+		}
 	case e.State == store.Dead:
-		log.Error("delivery failed; no attempt left, event is dead", fields...)
+		log().Error("delivery failed; no attempt left, event is dead", fields()...)
 	case a.Outcome == store.OutcomeOK:
-		log.Info("delivered; it was replayed meanwhile, so it goes again", fields...)
+		log().Info("delivered; it was replayed meanwhile, so it goes again", fields()...)
 	default:
-		log.Warn("delivery failed; will retry", append(fields, zap.Time("retry_at", e.NextAttemptAt))...)
+		log().Warn("delivery failed; will retry", append(fields(), zap.Time("retry_at", e.NextAttemptAt))...)
 	}
 
 	if h := s.hooks.Attempt; h != nil {
@@ -268,15 +276,15 @@ func (in *inbox) deliver(e *store.Event, done func()) {
 
 	switch transition {
 	case opened:
-		log.Warn("application looks down; circuit breaker open",
+		log().Warn("application looks down; circuit breaker open",
 			zap.Int("failures", in.breaker.state().Failures), zap.Time("until", in.breaker.reopenAt()))
 		if h := s.hooks.Breaker; h != nil {
 			h(in.name, true)
 		}
 	case reopened:
-		log.Warn("probe failed; circuit breaker open again", zap.Time("until", in.breaker.reopenAt()))
+		log().Warn("probe failed; circuit breaker open again", zap.Time("until", in.breaker.reopenAt()))
 	case closed:
-		log.Info("application answers again; circuit breaker closed")
+		log().Info("application answers again; circuit breaker closed")
 		if h := s.hooks.Breaker; h != nil {
 			h(in.name, false)
 		}

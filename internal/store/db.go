@@ -126,6 +126,15 @@ type DB struct {
 	live map[uint64]int64
 	// leases: event id -> inbox, for events being delivered.
 	leases map[string]string
+	// carried: the meta a lease's scan read with the event's due key, for
+	// Load (queue.go); only for leases whose scan was not outdated.
+	carried map[string]*Event
+	// loaded: the stored meta of each leased event as Load returned it,
+	// for its Record; stale: leased events whose meta a commit changed
+	// or deleted since their lease began (the writer marks them), whose
+	// Record reads the meta again.
+	loaded map[string]*Event
+	stale  map[string]bool
 	// leased: inbox -> number of leases.
 	leased map[string]int
 	// replays: leased events replayed during their attempt (operate.go).
@@ -148,6 +157,10 @@ type DB struct {
 	// (snapshot.go). lastTs, the last version handed out, is the writer's.
 	committed atomic.Uint64
 	lastTs    uint64
+	// rewritten is the version of the last commit that changed or deleted
+	// the meta of an event stored before it (anything but an enqueue):
+	// a due scan on an older snapshot may have read a meta since changed.
+	rewritten atomic.Uint64
 	// record is the writer's buffer for journal records.
 	record []byte
 	// discardTs is the janitor's: the version to discard below next time.
@@ -180,6 +193,9 @@ func Open(dir string, opts Options) (*DB, error) {
 		counts:       make(map[string]*[len(storedStates)]int),
 		live:         make(map[uint64]int64),
 		leases:       make(map[string]string),
+		carried:      make(map[string]*Event),
+		loaded:       make(map[string]*Event),
+		stale:        make(map[string]bool),
 		leased:       make(map[string]int),
 		replays:      make(map[string]bool),
 		wakes:        make(map[string]chan struct{}),

@@ -96,7 +96,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 		setMetaRef(meta, e.request)
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},
-			{dueKey(e.Inbox, now, e.ID), nil},
+			{dueKey(e.Inbox, now, e.ID), meta},
 			{stateKey(e.Inbox, Pending, e.ID), nil},
 		}
 		for _, w := range writes {
@@ -230,6 +230,24 @@ func (db *DB) Lease(inbox string, now time.Time, ordered bool) (string, time.Tim
 // event: then Load ends the lease and returns nil, nil. On an error the
 // lease stays; the caller releases it.
 func (db *DB) Load(id string, now time.Time) (*Event, error) {
+	db.mu.Lock()
+	m := db.carried[id]
+	delete(db.carried, id)
+	db.mu.Unlock()
+	if m != nil && m.request.seq != 0 && !m.NextAttemptAt.After(now) {
+		// The scan's snapshot was current when the lease was taken: no
+		// read of Badger is needed. A request moved since by a compaction
+		// whose segment is gone is read again below, from a fresh meta.
+		err := db.readJournalRequest(m)
+		if err == nil {
+			db.keepLoaded(m)
+			m.State = Delivering
+			return m, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("loading event %s: reading its request: %w", id, err)
+		}
+	}
 	e, err := db.loadLeased(id, now)
 	if err != nil {
 		return nil, err
@@ -238,8 +256,22 @@ func (db *DB) Load(id string, now time.Time) (*Event, error) {
 		// Finished or moved by a commit the scan did not see: its key at
 		// the leased place is gone.
 		db.endLease(id, false, false)
+		return nil, nil
 	}
 	return e, nil
+}
+
+// keepLoaded keeps the stored meta of leased event e, read on a snapshot
+// taken after its lease began, for its Record: a commit that changes it
+// later marks the lease stale (applied).
+func (db *DB) keepLoaded(e *Event) {
+	m := *e
+	m.Header, m.Body, m.State = nil, nil, Pending
+	db.mu.Lock()
+	if _, ok := db.leases[e.ID]; ok && !db.stale[e.ID] {
+		db.loaded[e.ID] = &m
+	}
+	db.mu.Unlock()
 }
 
 // findDue scans the due index from its hint and leases the first event due
@@ -253,6 +285,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 	var found string
 	var next time.Time
 	err := db.view(func(txn *badger.Txn) error {
+		readTs := txn.ReadTs()
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
@@ -270,6 +303,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 			}
 			if id := idSuffix(k); db.lease(id, inbox, false) {
 				found, leased = id, bytes.Clone(suffix)
+				db.carry(id, readTs, it.Item())
 				return nil
 			}
 		}
@@ -297,7 +331,10 @@ func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
 	start := append(bytes.Clone(prefix), h.begin()...)
 	var head []byte
 	var due time.Time
+	var meta *Event
+	var readTs uint64
 	err := db.view(func(txn *badger.Txn) error {
+		readTs = txn.ReadTs()
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
 		defer it.Close()
 		it.Seek(start)
@@ -309,7 +346,7 @@ func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
 		if err != nil {
 			return err
 		}
-		due = e.NextAttemptAt
+		due, meta = e.NextAttemptAt, e
 		return nil
 	})
 	if err != nil {
@@ -326,7 +363,39 @@ func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
 	if !db.lease(string(head), inbox, true) {
 		return "", time.Time{}, nil
 	}
+	if meta.State == Pending {
+		db.keepCarried(string(head), readTs, meta)
+	}
 	return string(head), time.Time{}, nil
+}
+
+// carry keeps, for Load, the meta that the due key item of just-leased
+// event id holds (a store written before due keys held one has none).
+func (db *DB) carry(id string, readTs uint64, item *badger.Item) {
+	if item.ValueSize() == 0 {
+		return
+	}
+	m := new(Event)
+	if item.Value(func(v []byte) error { return decodeMeta(v, m) }) != nil || m.ID != id {
+		return // Load reads the meta itself, and reports what is wrong
+	}
+	db.keepCarried(id, readTs, m)
+}
+
+// keepCarried keeps m, the meta of just-leased event id read on the
+// snapshot at readTs, unless a commit since may have changed it. The lease
+// is taken first: a Record ends its lease only after its commit has set
+// db.rewritten, so a lease won on a snapshot older than that Record is
+// seen here.
+func (db *DB) keepCarried(id string, readTs uint64, m *Event) {
+	if db.rewritten.Load() > readTs {
+		return
+	}
+	db.mu.Lock()
+	if _, ok := db.leases[id]; ok {
+		db.carried[id] = m
+	}
+	db.mu.Unlock()
 }
 
 // lease marks id as being delivered; exclusive: none of the inbox may be leased.
@@ -349,6 +418,9 @@ func (db *DB) endLease(id string, wake, stillDue bool) {
 	inbox, ok := db.leases[id]
 	if ok {
 		delete(db.leases, id)
+		delete(db.carried, id)
+		delete(db.loaded, id)
+		delete(db.stale, id)
 		delete(db.replays, id)
 		if db.leased[inbox]--; db.leased[inbox] <= 0 {
 			delete(db.leased, inbox)
@@ -382,6 +454,7 @@ func (db *DB) loadLeased(id string, now time.Time) (*Event, error) {
 		if err := db.readRequest(txn, m); err != nil {
 			return err
 		}
+		db.keepLoaded(m)
 		m.State = Delivering
 		e = m
 		return nil
@@ -411,9 +484,12 @@ func (db *DB) Record(id string, a Attempt, next Next) (*Event, error) {
 	}
 	var stored *Event
 	o := newOp(2048+len(a.Response), func(b *batch) error {
-		e, err := b.getMeta(id)
-		if err != nil {
-			return err
+		e := b.leasedMeta(id)
+		if e == nil {
+			var err error
+			if e, err = b.getMeta(id); err != nil {
+				return err
+			}
 		}
 		att := a
 		if att.N <= 0 {

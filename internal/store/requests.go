@@ -189,8 +189,15 @@ func (db *DB) compactSegment(s segment) (int, error) {
 				}
 				b.putRequest(e, data[p.ref.off:p.ref.off+int64(p.ref.size)], p.ref.crc)
 				b.live[p.ref.seq] -= int64(p.ref.size)
-				if err := b.putMeta(e); err != nil {
+				meta, err := b.putMeta(e)
+				if err != nil {
 					return err
+				}
+				if e.State == Pending {
+					// The due key's copy of the meta says where the request is too.
+					if err := b.set(dueKey(e.Inbox, e.NextAttemptAt, e.ID), meta); err != nil {
+						return err
+					}
 				}
 				n++
 			}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -79,6 +80,10 @@ type batch struct {
 	wakes          map[string]bool
 	// live: changes of the stored request bytes per journal segment.
 	live map[uint64]int64
+	// rewrites: the batch changes or deletes the meta of a stored event;
+	// rewritten: which events.
+	rewrites  bool
+	rewritten []string
 }
 
 func (db *DB) newBatch(seq uint64, offset int64) *batch {
@@ -109,6 +114,10 @@ func (b *batch) setEntry(e *badger.Entry) error {
 }
 
 func (b *batch) del(k []byte) error {
+	if k[0] == tableMeta {
+		b.rewrites = true
+		b.rewritten = append(b.rewritten, string(k[2:]))
+	}
 	b.writes++
 	b.record = appendEntry(b.record, entryDelete, k, nil, 0)
 	return b.txn.Delete(k)
@@ -150,13 +159,37 @@ func (b *batch) getMeta(id string) (*Event, error) {
 	return readMeta(b.txn, id)
 }
 
-func (b *batch) putMeta(e *Event) error {
-	return b.set(metaKey(e.ID), encodeMeta(e))
+// leasedMeta returns a copy of the stored meta of leased event id as its
+// Load returned it, if nothing has changed it since: no commit (the writer
+// marks the lease stale) and no earlier op of this batch. Nil: the caller
+// reads it.
+func (b *batch) leasedMeta(id string) *Event {
+	if slices.Contains(b.rewritten, id) {
+		return nil
+	}
+	b.db.mu.Lock()
+	defer b.db.mu.Unlock()
+	m := b.db.loaded[id]
+	if m == nil || b.db.stale[id] {
+		return nil
+	}
+	e := *m
+	return &e
+}
+
+// putMeta writes the meta of stored event e, and returns it encoded.
+func (b *batch) putMeta(e *Event) ([]byte, error) {
+	b.rewrites = true
+	b.rewritten = append(b.rewritten, e.ID)
+	meta := encodeMeta(e)
+	return meta, b.set(metaKey(e.ID), meta)
 }
 
 // transition moves a stored event to state to (due at due when pending,
 // finished at finished otherwise), keeping every index and counter in step,
-// and writes its meta.
+// and writes its meta. A due key holds a copy of the meta: the scan that
+// leases the event reads it there, in the block it has already read,
+// rather than look the meta up again (queue.go).
 func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 	from := e.State
 	if from == Pending {
@@ -177,24 +210,29 @@ func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 		b.count(e.Inbox, to, +1)
 	}
 	e.State = to
-	if to == Pending {
-		e.NextAttemptAt, e.FinishedAt = due, time.Time{}
-		k := dueKey(e.Inbox, due, e.ID)
-		if err := b.set(k, nil); err != nil {
-			return err
-		}
-		lowest(b.dueInserts, e.Inbox, k[len(duePrefix(e.Inbox)):])
-		if from != Pending {
-			lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
-		}
-		b.wakes[e.Inbox] = true
-	} else {
+	if to != Pending {
 		e.NextAttemptAt, e.FinishedAt = time.Time{}, finished
 		if err := b.set(finishedKey(finished, e.ID), nil); err != nil {
 			return err
 		}
+		_, err := b.putMeta(e)
+		return err
 	}
-	return b.putMeta(e)
+	e.NextAttemptAt, e.FinishedAt = due, time.Time{}
+	meta, err := b.putMeta(e)
+	if err != nil {
+		return err
+	}
+	k := dueKey(e.Inbox, due, e.ID)
+	if err := b.set(k, meta); err != nil {
+		return err
+	}
+	lowest(b.dueInserts, e.Inbox, k[len(duePrefix(e.Inbox)):])
+	if from != Pending {
+		lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
+	}
+	b.wakes[e.Inbox] = true
+	return nil
 }
 
 // writer is the goroutine that owns all mutations; it ends when Close closes
@@ -332,6 +370,9 @@ func (db *DB) commit(ops []*op) int {
 		db.failAll(ops, results, err)
 		return len(ops)
 	}
+	if b.rewrites {
+		db.rewritten.Store(db.lastTs)
+	}
 	db.committed.Store(db.lastTs)
 	db.written.Add(int64(len(b.record)))
 	db.applied(b)
@@ -392,6 +433,11 @@ func (b *batch) writeCounts() error {
 // then wake-ups, so a woken dispatcher finds the event.
 func (db *DB) applied(b *batch) {
 	db.mu.Lock()
+	for _, id := range b.rewritten {
+		if _, ok := db.leases[id]; ok {
+			db.stale[id] = true
+		}
+	}
 	for inbox, d := range b.delta {
 		c := db.countsOf(inbox)
 		for i, n := range d {
