@@ -249,8 +249,12 @@ func (e *engine) open(logger *zap.Logger, m *metrics) error {
 	return nil
 }
 
-// openRetry bounds the wait between two tries to open a remote store.
-var openRetry = struct{ first, max time.Duration }{time.Second, 30 * time.Second}
+// The wait between two tries to open a remote store: first, then twice as
+// long each time, up to the max.
+const (
+	openRetryFirst = time.Second
+	openRetryMax   = 30 * time.Second
+)
 
 // opening is a remote store's open running in the background.
 type opening struct {
@@ -262,7 +266,7 @@ type opening struct {
 // last config using it is gone (ctx).
 func (e *engine) openInBackground(ctx context.Context, done chan struct{}, logger *zap.Logger) {
 	defer close(done)
-	wait := openRetry.first
+	wait := openRetryFirst
 	for try := 1; ; try++ {
 		st, err := e.opener.OpenStore(ctx, logger)
 		if err == nil {
@@ -292,7 +296,7 @@ func (e *engine) openInBackground(ctx context.Context, done chan struct{}, logge
 		case <-ctx.Done():
 			return
 		}
-		wait = min(2*wait, openRetry.max)
+		wait = min(2*wait, openRetryMax)
 	}
 }
 
