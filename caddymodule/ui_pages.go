@@ -314,15 +314,24 @@ type eventsPage struct {
 	Error                           string
 }
 
-func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
+// queryApp parses the page's query and gets the app and its store. When
+// it cannot, it has answered with the error page, and ok is false.
+func (d *dashboard) queryApp(w http.ResponseWriter, r *http.Request) (app *App, db store.Store, v url.Values, ok bool) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		d.fail(w, r, http.StatusBadRequest, fmt.Errorf("invalid query: %v", err))
-		return
+		return nil, nil, nil, false
 	}
-	app, db, err := d.app()
-	if err != nil {
+	if app, db, err = d.app(); err != nil {
 		d.fail(w, r, 0, err)
+		return nil, nil, nil, false
+	}
+	return app, db, v, true
+}
+
+func (d *dashboard) events(w http.ResponseWriter, r *http.Request) {
+	app, db, v, ok := d.queryApp(w, r)
+	if !ok {
 		return
 	}
 	p := eventsPage{
@@ -517,14 +526,8 @@ type replayPage struct {
 type hiddenField struct{ Name, Value string }
 
 func (d *dashboard) confirmReplay(w http.ResponseWriter, r *http.Request) {
-	v, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		d.fail(w, r, http.StatusBadRequest, fmt.Errorf("invalid query: %v", err))
-		return
-	}
-	app, db, err := d.app()
-	if err != nil {
-		d.fail(w, r, 0, err)
+	app, db, v, ok := d.queryApp(w, r)
+	if !ok {
 		return
 	}
 	f, err := parseFilter(v, time.Now())
