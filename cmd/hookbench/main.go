@@ -106,7 +106,7 @@ func parseFlags() config {
 	flag.Int64Var(&c.scaleEvents, "scale-events", 1_000_000, "events pending in the -scale measurements")
 	flag.IntVar(&c.fillConns, "fill-connections", 256, "concurrent connections that fill the -scale backlog")
 	flag.StringVar(&c.caddyBin, "caddy", "", "use this caddy binary instead of building ./cmd/caddy (without hookinbox, only the Caddy figures are taken)")
-	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof and delivery.pprof (CPU, first run of each), ingest-last.pprof and ingest-tmpfs.pprof (CPU, last ingest run on disk and on tmpfs), the same with a nats- prefix for the nats caddy, heap-fill.pprof and heap-scale.pprof (memory after the -scale fill, and of the restarted server with the backlog)")
+	flag.StringVar(&c.profile, "profile", "", "write profiles of caddy into this `directory`: ingest.pprof, ingest-delivering.pprof, delivery.pprof (64 in flight) and delivery-default.pprof (the default concurrency) (CPU, first run of each), ingest-last.pprof and ingest-tmpfs.pprof (CPU, last ingest run on disk and on tmpfs), the same with a nats- prefix for the nats caddy, heap-fill.pprof and heap-scale.pprof (memory after the -scale fill, and of the restarted server with the backlog)")
 	flag.BoolVar(&c.jsonOut, "json", false, "print JSON instead of the Markdown table")
 	flag.BoolVar(&c.tmpfs, "tmpfs", true, "also measure ingest with the store on tmpfs (/dev/shm), which shows what the disk costs")
 	flag.BoolVar(&c.nats, "nats", true, "also measure the nats store, on a local cluster of three nats-server processes built from go.mod's module")

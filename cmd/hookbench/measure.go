@@ -594,11 +594,16 @@ func (b *bench) deliverHeld(s *caddyServer, servers []cpuReader, a *app, n int64
 
 // defaultBacklogRun is the delivery half of backlogRun on the inbox with
 // the default concurrency: the rate a user gets without tuning it.
-func (b *bench) defaultBacklogRun(int) runFigures {
+func (b *bench) defaultBacklogRun(run int) runFigures {
 	b.gated.reset()
 	b.gated.hold()
 	res := b.sender.closedLoop(closedLoad{url: b.defaultURL, conns: b.c.conns, duration: time.Hour, limit: int64(b.c.backlog)})
 	b.settle(b.server)
+	if run == 0 {
+		// The default -backlog drains in a few seconds: the profile covers
+		// its first two.
+		b.profileOf(b.server, "delivery-default.pprof", 2*time.Second)
+	}
 	f := b.deliverHeld(b.server, nil, b.gated, res.Accepted, "backlog")
 	f.failed = res.Failed
 	return f
