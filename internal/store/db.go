@@ -157,10 +157,9 @@ type DB struct {
 	// (snapshot.go). lastTs, the last version handed out, is the writer's.
 	committed atomic.Uint64
 	lastTs    uint64
-	// rewritten is the version of the last commit that changed or deleted
-	// the meta of an event stored before it (anything but an enqueue):
-	// a due scan on an older snapshot may have read a meta since changed.
-	rewritten atomic.Uint64
+	// rewrites: which events the recent commits changed: a due scan on an
+	// older snapshot may have read a meta since changed (rewrites.go).
+	rewrites *rewriteLog
 	// record is the writer's buffer for journal records.
 	record []byte
 	// discardTs is the janitor's: the version to discard below next time.
@@ -196,6 +195,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		carried:      make(map[string]*Event),
 		loaded:       make(map[string]*Event),
 		stale:        make(map[string]bool),
+		rewrites:     newRewriteLog(),
 		leased:       make(map[string]int),
 		replays:      make(map[string]bool),
 		wakes:        make(map[string]chan struct{}),

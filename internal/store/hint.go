@@ -24,12 +24,28 @@ import (
 // limit of the delivery rate. It moves past each key a scan leases, is
 // lowered with pos, and is forgotten when a lease ends with its key still
 // live (a release, a record that failed).
+//
+// The due index also has ahead: the due keys a scan found after the one it
+// leased, none of them leased then, in key order. The next claims take
+// them one by one without a scan, moving claimed past each, until none is
+// left or a key is inserted before the last of them (then the order they
+// were found in is no longer the index's).
 type hint struct {
 	mu      sync.Mutex
 	pos     []byte // key suffix after the index prefix; nil: the start
 	claimed []byte // nil: the start
 	scans   int
 	lowered []byte
+	ahead   []dueKeyRead
+}
+
+// dueKeyRead is a due key as a scan read it: its suffix, its event, and the
+// meta it held on the scan's snapshot at readTs (nil if it held none).
+type dueKeyRead struct {
+	suffix []byte
+	id     string
+	meta   *Event
+	readTs uint64
 }
 
 // past sorts after every key suffix of the indexes (ids and big-endian
@@ -90,8 +106,9 @@ func (h *hint) beginClaim() (start []byte, fromHead bool) {
 
 // endClaim closes a scan begun with beginClaim: it found its first live key
 // at head (meaningful only fromHead) and leased the key at leased (nil:
-// none), so every live key up to it is leased.
-func (h *hint) endClaim(head []byte, fromHead bool, leased []byte) {
+// none), so every live key up to it is leased; ahead are the due keys it
+// found after leased.
+func (h *hint) endClaim(head []byte, fromHead bool, leased []byte, ahead []dueKeyRead) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.scans--
@@ -101,10 +118,33 @@ func (h *hint) endClaim(head []byte, fromHead bool, leased []byte) {
 		}
 		h.pos = h.notAboveLowered(head)
 	}
-	if leased != nil {
-		// The smallest suffix after leased: leased itself plus a zero byte.
-		h.claimed = h.notAboveLowered(append(bytes.Clone(leased), 0))
+	if leased == nil {
+		return
 	}
+	// The smallest suffix after leased: leased itself plus a zero byte.
+	claimed := append(bytes.Clone(leased), 0)
+	h.claimed = h.notAboveLowered(claimed)
+	h.ahead = nil
+	// A key inserted while the scan ran, before the last of ahead, is not
+	// in ahead: taking ahead would move claimed past it.
+	if n := len(ahead); n > 0 && (h.lowered == nil || bytes.Compare(h.lowered, ahead[n-1].suffix) > 0) {
+		h.ahead = ahead
+	}
+}
+
+// nextAhead takes the first due key of ahead, if any, and moves claimed
+// past it: the keys before it were taken the same way, or leased.
+func (h *hint) nextAhead() (dueKeyRead, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ahead) == 0 {
+		return dueKeyRead{}, false
+	}
+	k := h.ahead[0]
+	h.ahead[0] = dueKeyRead{}
+	h.ahead = h.ahead[1:]
+	h.claimed = append(bytes.Clone(k.suffix), 0)
+	return k, true
 }
 
 func (h *hint) notAboveLowered(pos []byte) []byte {
@@ -119,6 +159,7 @@ func (h *hint) forgetClaims() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.claimed = nil
+	h.ahead = nil
 }
 
 // abort closes a scan that failed, leaving pos where it was.
@@ -144,6 +185,9 @@ func (h *hint) lower(suffix []byte) {
 	}
 	if h.claimed != nil && bytes.Compare(suffix, h.claimed) < 0 {
 		h.claimed = suffix
+	}
+	if n := len(h.ahead); n > 0 && bytes.Compare(suffix, h.ahead[n-1].suffix) < 0 {
+		h.ahead = nil
 	}
 	if h.scans > 0 && (h.lowered == nil || bytes.Compare(suffix, h.lowered) < 0) {
 		h.lowered = suffix

@@ -274,14 +274,34 @@ func (db *DB) keepLoaded(e *Event) {
 	db.mu.Unlock()
 }
 
-// findDue scans the due index from its hint and leases the first event due
-// at or before now that is not leased.
+// aheadMax: due keys a scan reads ahead for the next claims (hint.go). A
+// scan costs a Badger iterator over every level; at the default
+// concurrency the dispatcher claims one event at a time, and this makes
+// most claims a map lookup.
+const aheadMax = 32
+
+// findDue leases the first event of inbox due at or before now that is not
+// leased: the next one a scan read ahead, or else it scans the due index
+// from its hint.
 func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 	h := db.hintFor(db.dueHints, inbox)
+	for {
+		k, ok := h.nextAhead()
+		if !ok {
+			break
+		}
+		if db.lease(k.id, inbox, false) {
+			if k.meta != nil {
+				db.keepCarried(k.id, k.readTs, k.meta)
+			}
+			return k.id, time.Time{}, nil
+		}
+	}
 	prefix := duePrefix(inbox)
 	from, fromHead := h.beginClaim()
 	start := append(bytes.Clone(prefix), from...)
 	var head, leased []byte
+	var ahead []dueKeyRead
 	var found string
 	var next time.Time
 	err := db.view(func(txn *badger.Txn) error {
@@ -298,13 +318,26 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 				head = bytes.Clone(suffix)
 			}
 			if due := fromNanos(suffix[:8]); due.After(now) {
-				next = due
+				if found == "" {
+					next = due
+				}
 				return nil
 			}
-			if id := idSuffix(k); db.lease(id, inbox, false) {
+			id := idSuffix(k)
+			if found != "" {
+				if !db.isLeased(id) {
+					ahead = append(ahead, dueKeyRead{bytes.Clone(suffix), id, carriedMeta(id, it.Item()), readTs})
+				}
+				if len(ahead) == aheadMax {
+					return nil
+				}
+				continue
+			}
+			if db.lease(id, inbox, false) {
 				found, leased = id, bytes.Clone(suffix)
-				db.carry(id, readTs, it.Item())
-				return nil
+				if m := carriedMeta(id, it.Item()); m != nil {
+					db.keepCarried(id, readTs, m)
+				}
 			}
 		}
 		return nil
@@ -313,7 +346,7 @@ func (db *DB) findDue(inbox string, now time.Time) (string, time.Time, error) {
 		h.abort()
 		return "", time.Time{}, fmt.Errorf("scanning due events of inbox %s: %w", inbox, err)
 	}
-	h.endClaim(head, fromHead, leased)
+	h.endClaim(head, fromHead, leased, ahead)
 	return found, next, nil
 }
 
@@ -369,26 +402,26 @@ func (db *DB) findHead(inbox string, now time.Time) (string, time.Time, error) {
 	return string(head), time.Time{}, nil
 }
 
-// carry keeps, for Load, the meta that the due key item of just-leased
-// event id holds (a store written before due keys held one has none).
-func (db *DB) carry(id string, readTs uint64, item *badger.Item) {
+// carriedMeta returns the meta that the due key item of event id holds, or
+// nil (a store written before due keys held one has none).
+func carriedMeta(id string, item *badger.Item) *Event {
 	if item.ValueSize() == 0 {
-		return
+		return nil
 	}
 	m := new(Event)
 	if item.Value(func(v []byte) error { return decodeMeta(v, m) }) != nil || m.ID != id {
-		return // Load reads the meta itself, and reports what is wrong
+		return nil // Load reads the meta itself, and reports what is wrong
 	}
-	db.keepCarried(id, readTs, m)
+	return m
 }
 
 // keepCarried keeps m, the meta of just-leased event id read on the
 // snapshot at readTs, unless a commit since may have changed it. The lease
-// is taken first: a Record ends its lease only after its commit has set
-// db.rewritten, so a lease won on a snapshot older than that Record is
-// seen here.
+// is taken first: a Record ends its lease only after its commit is in
+// db.rewrites, so a lease won on a snapshot older than that Record is seen
+// here.
 func (db *DB) keepCarried(id string, readTs uint64, m *Event) {
-	if db.rewritten.Load() > readTs {
+	if db.rewrites.since(id, readTs) {
 		return
 	}
 	db.mu.Lock()
@@ -396,6 +429,14 @@ func (db *DB) keepCarried(id string, readTs uint64, m *Event) {
 		db.carried[id] = m
 	}
 	db.mu.Unlock()
+}
+
+// isLeased tells whether id is being delivered.
+func (db *DB) isLeased(id string) bool {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	_, ok := db.leases[id]
+	return ok
 }
 
 // lease marks id as being delivered; exclusive: none of the inbox may be leased.

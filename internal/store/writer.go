@@ -371,7 +371,7 @@ func (db *DB) commit(ops []*op) int {
 		return len(ops)
 	}
 	if b.rewrites {
-		db.rewritten.Store(db.lastTs)
+		db.rewrites.add(db.lastTs, b.rewritten)
 	}
 	db.committed.Store(db.lastTs)
 	db.written.Add(int64(len(b.record)))
