@@ -162,7 +162,7 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 	return time.Time{}
 }
 
-// start runs one attempt at leased event id on its own goroutine. The
+// start runs one attempt at leased event id on a worker goroutine. The
 // event is read there, not by the dispatcher: the dispatcher only leases,
 // one event after another, and reading the body in parallel keeps it
 // from being the limit of the delivery rate.
@@ -171,7 +171,7 @@ func (in *inbox) start(id string) {
 	in.running.Add(1)
 	s.running.Add(1)
 	s.attempts.Add(1)
-	go func() {
+	s.workers.run(func() {
 		defer s.attempts.Done()
 		var once sync.Once
 		done := func() {
@@ -198,7 +198,7 @@ func (in *inbox) start(id string) {
 			return // finished meanwhile: nothing to do
 		}
 		in.deliver(e, done)
-	}()
+	})
 }
 
 // deliver makes one attempt at e, records it and tells the hooks. It calls

@@ -146,6 +146,7 @@ type Service struct {
 	dispatch sync.WaitGroup // dispatcher goroutines
 	attempts sync.WaitGroup // attempts in flight, across all inboxes
 	running  atomic.Int64   // the same, counted for the logs
+	workers  *workers       // the goroutines the attempts run on
 }
 
 // New returns a Service that delivers what q holds. No inbox is delivered
@@ -164,6 +165,7 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 	s.transport = newTransport()
 	s.client = newClient(s.transport)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.workers = newWorkers()
 	return s
 }
 
@@ -295,6 +297,7 @@ func (s *Service) Stop(ctx context.Context) {
 		<-done
 	}
 	s.cancel()
+	s.workers.stop()
 	s.transport.CloseIdleConnections()
 }
 
