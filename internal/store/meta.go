@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -63,8 +64,8 @@ func setMetaRef(meta []byte, r requestRef) {
 	appendRef(meta[:len(meta)-refLen], r)
 }
 
-// encodeRequest encodes e's headers and body.
-func encodeRequest(e *Event) []byte {
+// encodeRequest appends the encoding of e's headers and body to b.
+func encodeRequest(b []byte, e *Event) []byte {
 	size := 8 + len(e.Body)
 	for name, values := range e.Header {
 		size += 2 + len(name)
@@ -72,7 +73,7 @@ func encodeRequest(e *Event) []byte {
 			size += 2 + len(v)
 		}
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
 	b = append(b, requestVersion)
 	b = binary.AppendUvarint(b, uint64(len(e.Header)))
 	for name, values := range e.Header {

@@ -34,7 +34,7 @@ func TestMetaAndRequestRoundTrip(t *testing.T) {
 			if got.Header != nil || got.Body != nil {
 				t.Errorf("the meta holds the request: %v %q", got.Header, got.Body)
 			}
-			if err := decodeRequest(encodeRequest(want), &got); err != nil {
+			if err := decodeRequest(encodeRequest(nil, want), &got); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(&got, want) {
@@ -63,7 +63,7 @@ func TestMetaCorruptIsAnError(t *testing.T) {
 }
 
 func TestRequestCorruptIsAnError(t *testing.T) {
-	good := encodeRequest(&Event{Header: http.Header{"A": {"b"}}, Body: []byte("body")})
+	good := encodeRequest(nil, &Event{Header: http.Header{"A": {"b"}}, Body: []byte("body")})
 	for name, v := range map[string][]byte{
 		"empty":           nil,
 		"unknown version": append([]byte{9}, good[1:]...),
@@ -110,7 +110,7 @@ func FuzzDecodeMeta(f *testing.F) {
 
 // FuzzDecodeRequest is FuzzDecodeMeta for the request record.
 func FuzzDecodeRequest(f *testing.F) {
-	f.Add(encodeRequest(&Event{Header: http.Header{"A": {"1", "2"}}, Body: []byte(`{"id":1}`)}))
+	f.Add(encodeRequest(nil, &Event{Header: http.Header{"A": {"1", "2"}}, Body: []byte(`{"id":1}`)}))
 	f.Add([]byte{requestVersion, 0})
 	f.Fuzz(func(t *testing.T, v []byte) {
 		var e Event
@@ -118,7 +118,7 @@ func FuzzDecodeRequest(f *testing.F) {
 			return
 		}
 		var again Event
-		if err := decodeRequest(encodeRequest(&e), &again); err != nil || !reflect.DeepEqual(e, again) {
+		if err := decodeRequest(encodeRequest(nil, &e), &again); err != nil || !reflect.DeepEqual(e, again) {
 			t.Fatalf("decoded %+v does not survive a round trip: %+v, %v", e, again, err)
 		}
 	})

@@ -250,7 +250,7 @@ func TestInlineRequestsStillRead(t *testing.T) {
 		if err := b.set(dueKey(e.Inbox, e.NextAttemptAt, id), nil); err != nil {
 			return err
 		}
-		return b.set(requestKey(id), encodeRequest(old))
+		return b.set(requestKey(id), encodeRequest(nil, old))
 	})
 	if err := db.submit(context.Background(), o); err != nil {
 		t.Fatal(err)
