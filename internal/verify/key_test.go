@@ -49,3 +49,30 @@ func TestKeyFromHeader(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// hotmartBody is a Hotmart webhook 2.0 purchase event of about 1 KiB, the
+// body hookinbox's main audience sends on every ingest.
+const hotmartBody = `{"id":"5e8b3c1a-9f2d-4e7b-8a6c-1d2e3f4a5b6c","creation_date":1764633600000,"event":"PURCHASE_APPROVED","version":"2.0.0",` +
+	`"data":{"product":{"id":3528952,"ucode":"a8b1c2d3-e4f5-6789-abcd-ef0123456789","name":"Curso de Marketing Digital",` +
+	`"warranty_date":"2026-01-01T00:00:00Z"},` +
+	`"buyer":{"email":"comprador@example.com","name":"Maria da Silva","first_name":"Maria","last_name":"da Silva",` +
+	`"address":{"city":"São Paulo","country":"Brasil","country_iso":"BR","state":"SP","zipcode":"01001000","address":"Praça da Sé","number":"100"},"document":"12345678909"},` +
+	`"commissions":[{"value":8.59,"source":"MARKETPLACE","currency_value":"BRL"},{"value":88.41,"source":"PRODUCER","currency_value":"BRL"}],` +
+	`"purchase":{"approved_date":1764633600000,"full_price":{"value":97.0,"currency_value":"BRL"},"price":{"value":97.0,"currency_value":"BRL"},` +
+	`"order_date":1764633500000,"status":"APPROVED","transaction":"HP17646336000001","payment":{"installments_number":1,"type":"CREDIT_CARD"},"offer":{"code":"k2pasun0"},"business_model":"I"}}}`
+
+// BenchmarkKeyFromJSON reads Hotmart's event id, which comes first, and a
+// field near the end, which makes every value before it be skipped.
+func BenchmarkKeyFromJSON(b *testing.B) {
+	body := []byte(hotmartBody)
+	for _, field := range []string{"id", "data.purchase.transaction"} {
+		b.Run(field, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if KeyFromJSON(body, field) == "" {
+					b.Fatal("no key")
+				}
+			}
+		})
+	}
+}
