@@ -1,7 +1,11 @@
 package verify
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +41,17 @@ func TestKeyFromJSON(t *testing.T) {
 	}
 	if got := KeyFromJSON([]byte(`[{"id":"a"}]`), "0.id"); got != "a" {
 		t.Errorf("top-level array: %q", got)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{`{"\u0069d":"escaped key","id":"plain"}`, "escaped key"},
+		{`{"id":"first","id":"second"}`, "first"},
+		{`{"id":"before garbage",}`, "before garbage"},
+		{`{"a":[1,],"id":"after garbage"}`, ""},
+		{`{"id":01}`, "0"},
+	} {
+		if got := KeyFromJSON([]byte(tc.body), "id"); got != tc.want {
+			t.Errorf("KeyFromJSON(%s, id) = %q; want %q", tc.body, got, tc.want)
+		}
 	}
 }
 
@@ -75,4 +90,98 @@ func BenchmarkKeyFromJSON(b *testing.B) {
 			}
 		})
 	}
+}
+
+// decoderKeyFromJSON is KeyFromJSON written on encoding/json's Decoder: the
+// reference FuzzKeyFromJSON holds KeyFromJSON to.
+func decoderKeyFromJSON(body []byte, field string) string {
+	if field == "" {
+		return ""
+	}
+	return decoderValueAt(body, strings.Split(field, "."))
+}
+
+// decoderJSONField is JSONField written on encoding/json's Decoder.
+func decoderJSONField(body []byte, name string) (string, bool) {
+	v := decoderValueAt(body, []string{name})
+	return v, v != ""
+}
+
+func decoderValueAt(body []byte, path []string) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for _, seg := range path {
+		if !decoderDescend(dec, seg) {
+			return ""
+		}
+	}
+	var raw json.RawMessage
+	if dec.Decode(&raw) != nil {
+		return ""
+	}
+	return decoderScalar(raw)
+}
+
+func decoderDescend(dec *json.Decoder, seg string) bool {
+	tok, err := dec.Token()
+	if err != nil {
+		return false
+	}
+	switch tok {
+	case json.Delim('{'):
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return false
+			}
+			if key == seg {
+				return true
+			}
+			if !decoderSkipValue(dec) {
+				return false
+			}
+		}
+	case json.Delim('['):
+		i, err := strconv.Atoi(seg)
+		if err != nil || i < 0 {
+			return false
+		}
+		for n := 0; dec.More(); n++ {
+			if n == i {
+				return true
+			}
+			if !decoderSkipValue(dec) {
+				return false
+			}
+		}
+	}
+	return false
+}
+
+func decoderSkipValue(dec *json.Decoder) bool {
+	var skip json.RawMessage
+	return dec.Decode(&skip) == nil
+}
+
+func decoderScalar(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	case c == '-' || (c >= '0' && c <= '9'):
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			return ""
+		}
+		return n.String()
+	case bytes.Equal(raw, []byte("true")), bytes.Equal(raw, []byte("false")):
+		return string(raw)
+	}
+	return ""
 }
