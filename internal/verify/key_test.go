@@ -55,6 +55,27 @@ func TestKeyFromJSON(t *testing.T) {
 	}
 }
 
+// TestKeyFromJSONMatchesDecoder compares KeyFromJSON with encoding/json's
+// Decoder on the bodies too big or too deep to seed FuzzKeyFromJSON with.
+func TestKeyFromJSONMatchesDecoder(t *testing.T) {
+	limit := strings.Repeat("[", maxNesting) + strings.Repeat("]", maxNesting)
+	over := "[" + limit + "]"
+	cases := []struct{ name, body, field string }{
+		{"a skipped value nested to the limit", `{"a":` + limit + `,"id":1}`, "id"},
+		{"a skipped value nested past the limit", `{"a":` + over + `,"id":1}`, "id"},
+		{"a skipped empty object past the limit", `{"a":` + over[:maxNesting] + `{}` + over[len(over)-maxNesting:] + `,"id":1}`, "id"},
+		{"a path deeper than the limit", "[" + over + "]", strings.Repeat("0.", maxNesting+2) + "0"},
+		{"the field after a MiB", `{"pad":"` + strings.Repeat("x", 1<<20) + `","id":"after a MiB"}`, "id"},
+		{"a MiB of escapes before the field", `{"pad":"` + strings.Repeat(`\u00e9`, 1<<18) + `","id":1}`, "id"},
+		{"a MiB string as the field", `{"id":"` + strings.Repeat("é", 1<<19) + `"}`, "id"},
+	}
+	for _, tc := range cases {
+		if got, want := KeyFromJSON([]byte(tc.body), tc.field), decoderKeyFromJSON([]byte(tc.body), tc.field); got != want {
+			t.Errorf("%s: KeyFromJSON gives %.40q; encoding/json gives %.40q", tc.name, got, want)
+		}
+	}
+}
+
 func TestKeyFromHeader(t *testing.T) {
 	h := http.Header{"X-Event-Id": {" abc "}}
 	if got := KeyFromHeader(h, "x-event-id"); got != "abc" {
