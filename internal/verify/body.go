@@ -63,15 +63,11 @@ func FormField(body []byte, name string) (string, bool) {
 // its JSON text; anything else (an object, null) is not a field value. With
 // a key repeated, the first one counts.
 func JSONField(body []byte, name string) (string, bool) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if !descend(dec, name) {
+	s := jsonScanner{data: body}
+	if !s.descend(name) {
 		return "", false
 	}
-	var raw json.RawMessage
-	if dec.Decode(&raw) != nil {
-		return "", false
-	}
-	v := scalar(raw)
+	v := s.keyText()
 	return v, v != ""
 }
 

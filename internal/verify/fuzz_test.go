@@ -124,12 +124,78 @@ func FuzzContentTemplate(f *testing.F) {
 	})
 }
 
+// FuzzKeyFromJSON holds KeyFromJSON and JSONField to the encoding/json
+// Decoder they must answer as (decoderKeyFromJSON): a different answer can
+// merge two events under one dedupe key, or split one event in two. Besides
+// the fuzzed field it asks for a few common ones, so that random bodies
+// reach a field more often. Bodies nested to encoding/json's limit and
+// bodies of a MiB are in TestKeyFromJSONMatchesDecoder: as seeds they slow
+// the fuzzer down more than they teach it.
 func FuzzKeyFromJSON(f *testing.F) {
-	f.Add([]byte(`{"id":"evt_1","data":{"id":12}}`), "data.id")
-	f.Add([]byte(`[{"id":1e400}]`), "0.id")
-	f.Add([]byte(`{"a":[[[]]]}`), "a.0.0.0")
+	body := `{"id":"evt_1","n":12345678901234567890,"f":1.5e3,"b":true,"nil":null,"data":{"id":"d-1","items":[{"id":7},{"id":"x"}]},"obj":{"a":1},"esc":"a\"b\u00e9"}`
+	for _, field := range []string{"id", "n", "f", "b", "nil", "data.id", "data.items.0.id", "data.items.1.id", "data.items.2.id", "data.items.-1.id", "data.items.x", "obj", "missing", "id.deeper", "", "esc"} {
+		f.Add([]byte(body), field)
+	}
+	for _, garbage := range []string{"", "not json", "{", `{"id":`, "[1,2]", `"id"`, "\x00\xff"} {
+		f.Add([]byte(garbage), "id")
+	}
+	deep := strings.Repeat(`{"a":[`, 50) + strings.Repeat("]}", 50)
+	for _, c := range []struct{ body, field string }{
+		{`{"id":"evt_1","data":{"id":12}}`, "data.id"},
+		{`[{"id":1e400}]`, "0.id"},
+		{`{"a":[[[]]]}`, "a.0.0.0"},
+		{hotmartBody, "id"},
+		{hotmartBody, "data.purchase.transaction"},
+		{hotmartBody, "data.commissions.1.value"},
+		{`{"id":"evt_1NG8Du2eZvKYlo2CUI79vXWy","object":"event","api_version":"2023-10-16","created":1686089970,"data":{"object":{"id":"pi_3NG8Du2eZvKYlo2C0b4MbVwv","object":"payment_intent","amount":2000,"metadata":{}}},"livemode":false,"pending_webhooks":0,"request":{"id":null,"idempotency_key":"a\/b"},"type":"payment_intent.succeeded"}`, "data.object.id"},
+		{`{"action":"opened","number":2,"pull_request":{"id":279147437,"labels":[],"draft":false,"merged_at":null},"repository":{"id":186853002,"full_name":"o/r"},"sender":{"login":"u","id":21031067}}`, "pull_request.id"},
+		{`{"id":"first","id":"second"}`, "id"},
+		{`{"\u0069d":"escaped key","id":"plain"}`, "id"},
+		{`{"i\u0064":1}`, "id"},
+		{"{\"i\xffd\":1}", "i\uFFFDd"},
+		{`{"\ud800":2}`, "\uFFFD"},
+		{`{"id":"\ud83d\ude00 \ud800 \u00e9 \n\t\"\\\/\b\f\r"}`, "id"},
+		{"{\"id\":\"caf\xe9\"}", "id"},
+		{`{"a.b":1,"a":{"b":2}}`, "a.b"},
+		{`{"":{"":"empty"}}`, "."},
+		{`{"n":-0.0e+0}`, "n"},
+		{`{"n":01}`, "n"},
+		{`{"n":1.}`, "n"},
+		{`{"n":-}`, "n"},
+		{`{"n":1e5x`, "n"},
+		{`{"t":true,"f":false,"z":null}`, "f"},
+		{`{"t":tru}`, "t"},
+		{`{"a":[1,2,}],"id":"x"}`, "id"},
+		{`{"a":01,"id":"x"}`, "id"},
+		{`{"id":"x",garbage after`, "id"},
+		{`{"id":"x"} trailing`, "id"},
+		{`{"a" : [ 1 , { "b" : [ true ] } ] , "id" : "x" }`, "a.1.b.0"},
+		{`[10,20,30]`, "2"},
+		{`[10,20,30]`, "+1"},
+		{`[10,20,30]`, "-0"},
+		{`[10,20,]`, "2"},
+		{`{"a":1,}`, "b"},
+		{`{,"id":1}`, "id"},
+		{`{"a":1 "id":2}`, "id"},
+		{`{"id" 1}`, "id"},
+		{"{\"a\":\"tab\tin string\",\"id\":1}", "id"},
+		{`{"b":` + deep + `,"id":1}`, "id"},
+		{deep, strings.Repeat("a.0.", 50)},
+		{`{"pad":"` + strings.Repeat("x", 64<<10) + `","id":"after 64 KiB"}`, "id"},
+	} {
+		f.Add([]byte(c.body), c.field)
+	}
+	fields := []string{"id", "a", "0", "a.b", "a.0", "data.id"}
 	f.Fuzz(func(t *testing.T, body []byte, field string) {
-		KeyFromJSON(body, field)
+		for _, field := range append(fields, field) {
+			if got, want := KeyFromJSON(body, field), decoderKeyFromJSON(body, field); got != want {
+				t.Fatalf("KeyFromJSON(%q, %q) = %q; encoding/json gives %q", body, field, got, want)
+			}
+			got, gotOK := JSONField(body, field)
+			if want, wantOK := decoderJSONField(body, field); got != want || gotOK != wantOK {
+				t.Fatalf("JSONField(%q, %q) = %q, %v; encoding/json gives %q, %v", body, field, got, gotOK, want, wantOK)
+			}
+		}
 	})
 }
 

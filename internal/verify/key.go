@@ -1,8 +1,6 @@
 package verify
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,91 +19,92 @@ func KeyFromHeader(h http.Header, name string) string {
 // 1.2345e4). Anything else (missing, null, an object, an array, a body
 // that is not JSON) gives "".
 //
-// It reads the body as a stream and stops at the field: a sender's event id
-// usually comes first, and this runs on every request of the ingest path.
-// With a key repeated, the first one counts.
+// It stops at the field, without reading the rest of the body: a sender's
+// event id usually comes first, and this runs on every request of the
+// ingest path. What comes before the field must be valid JSON. With a key
+// repeated, the first one counts.
 func KeyFromJSON(body []byte, field string) string {
 	if field == "" {
 		return ""
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
+	s := jsonScanner{data: body}
 	for seg := range strings.SplitSeq(field, ".") {
-		if !descend(dec, seg) {
+		if !s.descend(seg) {
 			return ""
 		}
 	}
-	var raw json.RawMessage
-	if dec.Decode(&raw) != nil {
-		return ""
-	}
-	return scalar(raw)
+	return s.keyText()
 }
 
-// descend moves dec, standing before a value, to just before the value at
+// keyText renders the string, number or boolean s stands before as key
+// text; anything else is "".
+func (s *jsonScanner) keyText() string {
+	c, _ := s.peek()
+	switch {
+	case c == '"':
+		quoted, plain, ok := s.str()
+		if !ok {
+			return ""
+		}
+		return decodeString(quoted, plain)
+	case c == '-' || isDigit(c):
+		start := s.pos
+		if !s.number() {
+			return ""
+		}
+		return string(s.data[start:s.pos])
+	case c == 't' && s.literal("true"):
+		return "true"
+	case c == 'f' && s.literal("false"):
+		return "false"
+	}
+	return ""
+}
+
+// descend moves s, standing before a value, to just before the value at
 // seg of that object or array. It reports whether there is one.
-func descend(dec *json.Decoder, seg string) bool {
-	tok, err := dec.Token()
-	if err != nil {
+func (s *jsonScanner) descend(seg string) bool {
+	c, ok := s.peek()
+	if !ok {
 		return false
 	}
-	switch tok {
-	case json.Delim('{'):
-		for dec.More() {
-			key, err := dec.Token()
-			if err != nil {
+	s.pos++
+	switch c {
+	case '{':
+		for n := 0; ; n++ {
+			if n > 0 && !s.expect(',') {
 				return false
 			}
-			if key == seg {
-				return true
+			if c, ok := s.peek(); !ok || c != '"' {
+				return false
 			}
-			if !skipValue(dec) {
+			quoted, plain, ok := s.str()
+			if !ok {
+				return false
+			}
+			if isKey(quoted, plain, seg) {
+				return s.expect(':')
+			}
+			if !s.expect(':') || !s.skipValue() {
 				return false
 			}
 		}
-	case json.Delim('['):
+	case '[':
 		i, err := strconv.Atoi(seg)
 		if err != nil || i < 0 {
 			return false
 		}
-		for n := 0; dec.More(); n++ {
+		for n := 0; ; n++ {
+			if n > 0 && !s.expect(',') {
+				return false
+			}
 			if n == i {
 				return true
 			}
-			if !skipValue(dec) {
+			if !s.skipValue() {
 				return false
 			}
 		}
 	}
 	return false
-}
-
-// skipValue moves dec past one value.
-func skipValue(dec *json.Decoder) bool {
-	var skip json.RawMessage
-	return dec.Decode(&skip) == nil
-}
-
-// scalar renders a JSON string, number or boolean as key text.
-func scalar(raw json.RawMessage) string {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
-		return ""
-	}
-	switch c := raw[0]; {
-	case c == '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return ""
-		}
-		return s
-	case c == '-' || (c >= '0' && c <= '9'):
-		var n json.Number
-		if json.Unmarshal(raw, &n) != nil {
-			return ""
-		}
-		return n.String()
-	case bytes.Equal(raw, []byte("true")), bytes.Equal(raw, []byte("false")):
-		return string(raw)
-	}
-	return ""
 }
