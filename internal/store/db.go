@@ -22,6 +22,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/hookinbox/hookinbox/internal/throttle"
 )
@@ -284,7 +285,7 @@ func badgerOptions(dir string, opts Options, logger *zap.Logger) badger.Options 
 	o.BaseTableSize = tableSize
 	o.TableSizeMultiplier = 1
 	return o.
-		WithLogger(badgerLogger{l: logger.Named("badger").Sugar()}).
+		WithLogger(badgerLogger{l: logger.Named("badger")}).
 		// Acknowledged means on disk, but through the store's own journal:
 		// Badger's syncs cost twice as much (journal.go), and checkpoints
 		// sync its files.
@@ -419,16 +420,21 @@ func stateIndex(s State) int {
 }
 
 // badgerLogger routes Badger's log lines into zap. Badger is chatty at info
-// level (every compaction and file replay), so info goes to debug.
-type badgerLogger struct{ l *zap.SugaredLogger }
+// level (every compaction and file replay), so info goes to debug. Badger
+// logs a debug line at every write: a line is formatted only if its level
+// is enabled.
+type badgerLogger struct{ l *zap.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any) { b.l.Error(trimf(f, a)) }
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(zap.ErrorLevel, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(zap.WarnLevel, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(zap.DebugLevel, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(zap.DebugLevel, f, a) }
 
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trimf(f, a)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trimf(f, a)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trimf(f, a)) }
-
-func trimf(f string, a []any) string { return strings.TrimSpace(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) log(level zapcore.Level, f string, a []any) {
+	if b.l.Core().Enabled(level) {
+		b.l.Log(level, strings.TrimSpace(fmt.Sprintf(f, a...)))
+	}
+}
 
 // submit hands o to the writer and waits for its commit.
 func (db *DB) submit(ctx context.Context, o *op) error {
