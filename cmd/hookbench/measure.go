@@ -451,12 +451,28 @@ func (b *bench) measureThroughput(withInbox bool) error {
 	}
 	for run := range b.c.runs {
 		for _, t := range targets {
+			b.settle(b.mainProcesses()...)
 			f := t.take(run)
 			t.into.add(f)
 			b.logf("throughput run %d/%d: %-28s %s/s%s, %s", run+1, b.c.runs, t.name, count(f.perS), failedText(f.failed), cpuText(f.cpu, f.serversCPU))
 		}
 	}
 	return nil
+}
+
+// mainProcesses are every server process of the main figures. A window
+// waits for all of them to be idle, not only for its own: the nats-servers
+// still at work on the last nats row took a share of the two cores from
+// the next respond row.
+func (b *bench) mainProcesses() []cpuReader {
+	procs := []cpuReader{b.server}
+	if b.tmpfs != nil {
+		procs = append(procs, b.tmpfs)
+	}
+	if st := b.nats; st != nil {
+		procs = append(append(procs, st.server), st.servers...)
+	}
+	return procs
 }
 
 func failedText(n int64) string {
@@ -637,6 +653,7 @@ func (b *bench) rateDuration(rate float64) time.Duration {
 // takes the deliveries.
 func (b *bench) measureRates() {
 	for _, rate := range b.c.allRates() {
+		b.settle(b.mainProcesses()...)
 		rf := b.rateRun(b.server, b.badger.wholeURL, b.noop, rate, b.rateDuration(rate))
 		b.report.Rates = append(b.report.Rates, rf)
 		b.logf("open loop %s req/s for %s: answer p50 %.2f p99 %.2f p99.9 %.2f ms; accept→delivery p50 %.2f p99 %.2f ms%s, %s",
