@@ -462,8 +462,8 @@ func (b *bench) measureThroughput(withInbox bool) error {
 
 // mainProcesses are every server process of the main figures. A window
 // waits for all of them to be idle, not only for its own: the nats-servers
-// still at work on the last nats row took a share of the two cores from
-// the next respond row.
+// may still be at work on the last nats row when the next respond row
+// starts, and they share its two cores.
 func (b *bench) mainProcesses() []cpuReader {
 	procs := []cpuReader{b.server}
 	if b.tmpfs != nil {
