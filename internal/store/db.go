@@ -113,6 +113,8 @@ type DB struct {
 	// or a synced commit could not be applied: every later write fails
 	// with it.
 	failed atomic.Pointer[error]
+	// dedupe: which dedupe keys were surely never stored (dedupefilter.go).
+	dedupe dedupeFilter
 	// splits counts batches split because Badger found them too big.
 	splits atomic.Int64
 	// written counts the bytes of journal records written (memory.go).
@@ -214,6 +216,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		bdb.Close()
 		return nil, fmt.Errorf("opening inbox store %s: %w", dir, err)
 	}
+	db.loadDedupeFilter()
 	db.writerWG.Add(1)
 	go db.writer()
 	db.bgWG.Add(3)
@@ -342,6 +345,7 @@ func (db *DB) stopGoroutines() bool {
 	close(db.ops)
 	close(db.stop)
 	db.closeMu.Unlock()
+	db.dedupe.close()
 	db.writerWG.Wait()
 	db.bgWG.Wait()
 	return true

@@ -124,6 +124,8 @@ func finishedKey(at time.Time, id string) []byte {
 	return key(tableFinished, nanos(at), []byte(id))
 }
 
+func dedupePrefix() []byte { return key(tableDedupe) }
+
 // dedupeKey hashes the sender's key: it is attacker-chosen and unbounded in
 // length, and only equality matters.
 func dedupeKey(inbox, senderKey string) []byte {

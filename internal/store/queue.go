@@ -79,7 +79,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 	var dupID string
 	o := newOp(len(meta)+len(request)+256, func(b *batch) error {
 		dupID = ""
-		if dedupe {
+		if dedupe && db.dedupe.mayHold(dk) {
 			stored, prev, err := readDedupe(b.txn, dk)
 			if err != nil {
 				return err
@@ -112,6 +112,7 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 			if err := b.setEntry(badger.NewEntry(dk, v).WithTTL(ttl)); err != nil {
 				return err
 			}
+			db.dedupe.add(dk)
 		}
 		b.count(e.Inbox, Pending, +1)
 		lowest(b.dueInserts, e.Inbox, dueKey(e.Inbox, now, e.ID)[len(duePrefix(e.Inbox)):])

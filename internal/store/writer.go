@@ -291,6 +291,9 @@ func (db *DB) writer() {
 			rest = rest[db.commit(rest):]
 		}
 		clear(ops)
+		if db.dedupe.full() {
+			db.loadDedupeFilter()
+		}
 	}
 }
 
