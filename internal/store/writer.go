@@ -227,7 +227,7 @@ func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 	if err := b.set(k, meta); err != nil {
 		return err
 	}
-	lowest(b.dueInserts, e.Inbox, k[len(duePrefix(e.Inbox)):])
+	lowest(b.dueInserts, e.Inbox, dueSuffix(k))
 	if from != Pending {
 		lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
 	}
