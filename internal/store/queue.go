@@ -127,11 +127,10 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 			requestBuffers.Put(buf)
 		}
 	}
-	release, err := db.reserveSpace(int64(o.size))
-	if err != nil {
+	if err := db.reserveSpace(int64(o.size)); err != nil {
 		return "", false, err
 	}
-	defer release()
+	defer db.releaseSpace(int64(o.size))
 	if err := db.submit(ctx, o); errors.Is(err, ErrInboxFull) {
 		return "", false, err
 	} else if err != nil {
