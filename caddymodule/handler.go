@@ -323,9 +323,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 }
 
 // bodyBuffers holds the buffers request bodies are read into: nothing
-// holds a body once ServeHTTP returns, and a new buffer per request was the
-// largest allocation of ingest. A buffer grown past maxPooledBody is left
-// to the garbage collector, so that a few large bodies do not stay pinned.
+// holds a body once ServeHTTP returns, and the body is the largest
+// allocation of ingest that is the handler's own. A buffer grown past
+// maxPooledBody is left to the garbage collector, so that a few large
+// bodies do not stay pinned.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBody = 64 << 10
