@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -257,7 +258,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Allow", strings.Join(h.Methods, ", "))
 		return h.reject(w, repl, http.StatusMethodNotAllowed, "method_not_allowed")
 	}
-	body, err := h.readBody(w, r)
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	defer putBodyBuffer(buf)
+	body, err := h.readBody(w, r, buf)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -283,7 +286,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return h.unavailable(w, repl, "store_unavailable", errors.New("store is not open"))
 	}
 	// Enqueue encodes the event before it returns and keeps none of it,
-	// so the request's own header map can be handed over without a copy.
+	// so the request's own header map and the pooled body can be handed
+	// over without a copy.
 	event := &store.Event{
 		Inbox:     h.Inbox,
 		Method:    r.Method,
@@ -318,13 +322,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return h.accept(w, repl, id)
 }
 
-// readBody reads the whole body, up to MaxBody, in one allocation when the
-// sender gave its length.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// bodyBuffers holds the buffers request bodies are read into: nothing
+// holds a body once ServeHTTP returns, and the body is the largest
+// allocation of ingest that is the handler's own. A buffer grown past
+// maxPooledBody is left to the garbage collector, so that a few large
+// bodies do not stay pinned.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 64 << 10
+
+func putBodyBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= maxPooledBody {
+		buf.Reset()
+		bodyBuffers.Put(buf)
+	}
+}
+
+// readBody reads the whole body, up to MaxBody, into buf, growing it at
+// most once when the sender gave its length.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, buf *bytes.Buffer) ([]byte, error) {
 	if r.ContentLength > h.MaxBody {
 		return nil, &http.MaxBytesError{Limit: h.MaxBody}
 	}
-	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		// bytes.Buffer wants MinRead spare bytes to see EOF without growing.
 		buf.Grow(int(r.ContentLength) + bytes.MinRead)

@@ -163,8 +163,10 @@ type DB struct {
 	// rewrites: which events the recent commits changed: a due scan on an
 	// older snapshot may have read a meta since changed (rewrites.go).
 	rewrites *rewriteLog
-	// record is the writer's buffer for journal records.
-	record []byte
+	// record is the writer's buffer for journal records; batchMaps are
+	// the writer's maps of a batch, cleared for each (writer.go).
+	record    []byte
+	batchMaps batchMaps
 	// discardTs is the janitor's: the version to discard below next time.
 	discardTs uint64
 }
@@ -455,6 +457,7 @@ func (db *DB) submit(ctx context.Context, o *op) error {
 	db.closeMu.RUnlock()
 	select {
 	case err := <-o.done:
+		doneChans.Put(o.done)
 		return err
 	case <-ctx.Done():
 		// The op may still commit; for an enqueue the sender's retry is

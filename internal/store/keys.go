@@ -83,14 +83,19 @@ func key(table byte, parts ...[]byte) []byte {
 
 func inboxPart(inbox string) []byte { return append([]byte(inbox), 0) }
 
+// nanos is small enough to be inlined, so that the keys built from it
+// (dueKey, finishedKey) cost one allocation, not two.
 func nanos(t time.Time) []byte {
-	var b [8]byte
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), unixNanos(t))
+}
+
+// unixNanos is t in Unix nanoseconds; 0 for the zero time and times before 1970.
+func unixNanos(t time.Time) uint64 {
 	n := t.UnixNano()
 	if t.IsZero() || n < 0 {
-		n = 0
+		return 0
 	}
-	binary.BigEndian.PutUint64(b[:], uint64(n))
-	return b[:]
+	return uint64(n)
 }
 
 func fromNanos(b []byte) time.Time {
@@ -112,12 +117,20 @@ func dueKey(inbox string, due time.Time, id string) []byte {
 	return key(tableDue, inboxPart(inbox), nanos(due), []byte(id))
 }
 
+// dueSuffix is the due time and id that end due key k: what the scan
+// hints hold.
+func dueSuffix(k []byte) []byte { return k[len(k)-8-idLen:] }
+
 func statePrefix(inbox string, s State) []byte {
 	return key(tableState, inboxPart(inbox), []byte{stateByte(s)})
 }
 func stateKey(inbox string, s State, id string) []byte {
 	return key(tableState, inboxPart(inbox), []byte{stateByte(s)}, []byte(id))
 }
+
+// stateSuffix is the id that ends state key k: what the pending index's
+// scan hint holds.
+func stateSuffix(k []byte) []byte { return k[len(k)-idLen:] }
 
 func finishedPrefix() []byte { return key(tableFinished) }
 func finishedKey(at time.Time, id string) []byte {
@@ -131,6 +144,13 @@ func dedupePrefix() []byte { return key(tableDedupe) }
 func dedupeKey(inbox, senderKey string) []byte {
 	h := sha256.Sum256([]byte(senderKey))
 	return key(tableDedupe, inboxPart(inbox), h[:16])
+}
+
+// dedupeValue is what a dedupe key holds: when it was stored, and the id
+// of the event it was stored for.
+func dedupeValue(stored time.Time, id string) []byte {
+	v := make([]byte, 0, 8+len(id))
+	return append(binary.BigEndian.AppendUint64(v, unixNanos(stored)), id...)
 }
 
 func livePrefix() []byte { return key(tableLive) }

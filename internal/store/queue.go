@@ -95,10 +95,11 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 		}
 		b.putRequest(e, request, requestCRC)
 		setMetaRef(meta, e.request)
+		due, state := dueKey(e.Inbox, now, e.ID), stateKey(e.Inbox, Pending, e.ID)
 		writes := []struct{ k, v []byte }{
 			{metaKey(e.ID), meta},
-			{dueKey(e.Inbox, now, e.ID), meta},
-			{stateKey(e.Inbox, Pending, e.ID), nil},
+			{due, meta},
+			{state, nil},
 		}
 		for _, w := range writes {
 			if err := b.set(w.k, w.v); err != nil {
@@ -106,17 +107,16 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 			}
 		}
 		if dedupe {
-			v := append(nanos(time.Now()), e.ID...)
 			// The TTL only reclaims space; round it up past the window.
 			ttl := dedupeWindow + 2*time.Second
-			if err := b.setEntry(badger.NewEntry(dk, v).WithTTL(ttl)); err != nil {
+			if err := b.setEntry(badger.NewEntry(dk, dedupeValue(time.Now(), e.ID)).WithTTL(ttl)); err != nil {
 				return err
 			}
 			db.dedupe.add(dk)
 		}
 		b.count(e.Inbox, Pending, +1)
-		lowest(b.dueInserts, e.Inbox, dueKey(e.Inbox, now, e.ID)[len(duePrefix(e.Inbox)):])
-		lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
+		lowest(b.dueInserts, e.Inbox, dueSuffix(due))
+		lowest(b.pendingInserts, e.Inbox, stateSuffix(state))
 		b.wakes[e.Inbox] = true
 		return nil
 	})
@@ -128,11 +128,10 @@ func (db *DB) Enqueue(ctx context.Context, e *Event, limits Limits) (id string, 
 			requestBuffers.Put(buf)
 		}
 	}
-	release, err := db.reserveSpace(int64(o.size))
-	if err != nil {
+	if err := db.reserveSpace(int64(o.size)); err != nil {
 		return "", false, err
 	}
-	defer release()
+	defer db.releaseSpace(int64(o.size))
 	if err := db.submit(ctx, o); errors.Is(err, ErrInboxFull) {
 		return "", false, err
 	} else if err != nil {

@@ -36,20 +36,25 @@ func minFreeBytes(opts Options) int64 {
 }
 
 // reserveSpace counts n bytes as on their way to the writer, or fails with
-// ErrNoSpace when they would eat into the reserve. release ends the count
-// once they are committed (or not).
-func (db *DB) reserveSpace(n int64) (release func(), err error) {
+// ErrNoSpace when they would eat into the reserve. Unless it fails,
+// releaseSpace(n) ends the count once they are committed (or not).
+func (db *DB) reserveSpace(n int64) error {
 	if db.minFree < 0 {
-		return func() {}, nil
+		return nil
 	}
 	enqueuing := db.enqueuing.Add(n)
-	release = func() { db.enqueuing.Add(-n) }
 	free, ok := db.freeSpace(enqueuing)
 	if ok && free-enqueuing < db.minFree {
-		release()
-		return nil, ErrNoSpace
+		db.releaseSpace(n)
+		return ErrNoSpace
 	}
-	return release, nil
+	return nil
+}
+
+func (db *DB) releaseSpace(n int64) {
+	if db.minFree >= 0 {
+		db.enqueuing.Add(-n)
+	}
 }
 
 // freeCacheFor is how long a reading of the free space stands in for the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -50,8 +51,14 @@ type op struct {
 }
 
 func newOp(size int, apply func(b *batch) error) *op {
-	return &op{apply: apply, size: size, done: make(chan error, 1)}
+	return &op{apply: apply, size: size, done: doneChans.Get().(chan error)}
 }
+
+// doneChans holds the channels ops are answered on: a channel is two
+// allocations, and every enqueue has one. The writer sends on an op's
+// channel once; submit puts it back only after receiving that answer. One
+// whose caller gave up is left to the garbage collector.
+var doneChans = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 func (o *op) answer(err error) {
 	if o.after != nil {
@@ -71,6 +78,17 @@ type batch struct {
 	record []byte
 	seq    uint64
 	offset int64
+	batchMaps
+	// rewrites: the batch changes or deletes the meta of a stored event;
+	// rewritten: which events.
+	rewrites  bool
+	rewritten []string
+}
+
+// batchMaps are the in-memory effects of a batch. Only the writer uses
+// them, and only until the batch is applied or given up, so each batch
+// clears and reuses the last one's.
+type batchMaps struct {
 	// delta: counter changes per inbox and state.
 	delta map[string]*[len(storedStates)]int
 	// dueInserts and pendingInserts: the smallest key suffix inserted per
@@ -80,24 +98,35 @@ type batch struct {
 	wakes          map[string]bool
 	// live: changes of the stored request bytes per journal segment.
 	live map[uint64]int64
-	// rewrites: the batch changes or deletes the meta of a stored event;
-	// rewritten: which events.
-	rewrites  bool
-	rewritten []string
+}
+
+func (m *batchMaps) reset() {
+	if m.delta == nil {
+		*m = batchMaps{
+			delta:          make(map[string]*[len(storedStates)]int),
+			dueInserts:     make(map[string][]byte),
+			pendingInserts: make(map[string][]byte),
+			wakes:          make(map[string]bool),
+			live:           make(map[uint64]int64),
+		}
+		return
+	}
+	clear(m.delta)
+	clear(m.dueInserts)
+	clear(m.pendingInserts)
+	clear(m.wakes)
+	clear(m.live)
 }
 
 func (db *DB) newBatch(seq uint64, offset int64) *batch {
+	db.batchMaps.reset()
 	return &batch{
-		db:             db,
-		txn:            db.bdb.NewTransactionAt(db.committed.Load(), true),
-		record:         newRecord(db.record),
-		seq:            seq,
-		offset:         offset,
-		live:           make(map[uint64]int64),
-		delta:          make(map[string]*[len(storedStates)]int),
-		dueInserts:     make(map[string][]byte),
-		pendingInserts: make(map[string][]byte),
-		wakes:          make(map[string]bool),
+		db:        db,
+		txn:       db.bdb.NewTransactionAt(db.committed.Load(), true),
+		record:    newRecord(db.record),
+		seq:       seq,
+		offset:    offset,
+		batchMaps: db.batchMaps,
 	}
 }
 
@@ -227,7 +256,7 @@ func (b *batch) transition(e *Event, to State, due, finished time.Time) error {
 	if err := b.set(k, meta); err != nil {
 		return err
 	}
-	lowest(b.dueInserts, e.Inbox, k[len(duePrefix(e.Inbox)):])
+	lowest(b.dueInserts, e.Inbox, dueSuffix(k))
 	if from != Pending {
 		lowest(b.pendingInserts, e.Inbox, []byte(e.ID))
 	}
