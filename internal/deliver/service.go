@@ -138,6 +138,9 @@ type Service struct {
 	breakerThreshold   int
 	breakerCooldown    time.Duration
 	breakerMaxCooldown time.Duration
+	// recordWait: how long a record waits at most for others to share its
+	// commit (record.go).
+	recordWait time.Duration
 
 	mu       sync.Mutex
 	inboxes  map[string]*inbox
@@ -160,6 +163,7 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 		breakerThreshold:   defaultBreakerThreshold,
 		breakerCooldown:    defaultBreakerCooldown,
 		breakerMaxCooldown: defaultBreakerMaxCooldown,
+		recordWait:         defaultRecordWait,
 	}
 	s.SetLogger(logger)
 	s.transport = newTransport()
@@ -253,6 +257,9 @@ func (s *Service) Configure(inboxes []Inbox) {
 func (s *Service) startDispatcher(in *inbox) {
 	quit, ran := make(chan struct{}), make(chan struct{})
 	in.quit, in.ran = quit, ran
+	in.mu.Lock()
+	in.gone = false
+	in.mu.Unlock()
 	s.dispatch.Add(1)
 	go func() {
 		defer s.dispatch.Done()
