@@ -101,9 +101,10 @@ const (
 )
 
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
-// nil. They are called from the attempt's goroutine, after the attempt is
-// recorded, so they must not block for long. The event they get is the
-// one the record stored (without its request).
+// nil. They are called from a delivery goroutine, after the attempt is
+// recorded (with others of its inbox, in turn), so they must not block for
+// long. The event they get is the one the record stored (without its
+// request).
 type Hooks struct {
 	Attempt   func(inbox string, e *store.Event, a store.Attempt)
 	Delivered func(inbox string, e *store.Event)
