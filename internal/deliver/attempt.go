@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -267,7 +268,9 @@ func forwardHeader(stored http.Header) http.Header {
 // its length or chunking announced fails with io.ErrUnexpectedEOF.
 func readResponse(body io.ReadCloser) (kept []byte, read int64, err error) {
 	defer body.Close()
-	buf := make([]byte, responseKeep)
+	bp := responseBuffers.Get().(*[responseKeep]byte)
+	defer responseBuffers.Put(bp)
+	buf := bp[:]
 	// Not io.ReadFull: its io.ErrUnexpectedEOF for a body shorter than buf
 	// would hide the body's own, for a body shorter than announced.
 	n := 0
@@ -286,10 +289,16 @@ func readResponse(body io.ReadCloser) (kept []byte, read int64, err error) {
 		err = nil
 	}
 	if n > 0 {
-		kept = buf[:n]
+		kept = bytes.Clone(buf[:n])
 	}
 	return kept, read, err
 }
+
+// responseBuffers holds the buffers responses are read into; what is kept
+// is copied out, at its own size. Most applications answer a webhook with
+// an empty or short body, and a new buffer per attempt was 1 KiB to
+// allocate and clear for nothing.
+var responseBuffers = sync.Pool{New: func() any { return new([responseKeep]byte) }}
 
 // incompleteOutcome classes an answer whose body failed after read bytes
 // (length is the announced length, -1 if unknown), and tells what happened.

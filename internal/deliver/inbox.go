@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +45,17 @@ type inbox struct {
 	unrecorded atomic.Int64
 	errorLog   *throttle.Every
 
+	// waiting: attempts over whose records wait to share a commit
+	// (record.go), since waitingSince. idle: the dispatcher found nothing
+	// more to start when it last looked. gone: no dispatcher runs to flush
+	// them, so each is recorded at once. Guarded by mu.
+	mu           sync.Mutex
+	waiting      []answered
+	waitingSince time.Time
+	idle, gone   bool
+	// batchMax: how many records make a batch; the dispatcher sets it.
+	batchMax atomic.Int64
+
 	// changed (new settings) and finished (an attempt is done) wake the
 	// dispatcher. Capacity 1: one pending signal is as good as many, since
 	// the dispatcher looks at the whole state when it wakes.
@@ -68,6 +78,7 @@ func newInbox(s *Service, name string, set *settings) *inbox {
 		errorLog: throttle.New(errorLogEvery),
 	}
 	in.settings.Store(set)
+	in.batchMax.Store(in.batchLimit(int64(set.Concurrency)))
 	return in
 }
 
@@ -91,6 +102,7 @@ func signal(c chan struct{}) {
 // or the timer for the next due time), an attempt finishes, the breaker's
 // cooldown ends, or the settings change.
 func (in *inbox) run(quit <-chan struct{}) {
+	defer in.leave()
 	wake := in.svc.queue.Wake(in.name)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -101,7 +113,11 @@ func (in *inbox) run(quit <-chan struct{}) {
 			return
 		default:
 		}
-		if at := in.dispatch(quit); at.IsZero() {
+		at, idle := in.dispatch(quit)
+		if flushAt := in.flush(idle, time.Now()); !flushAt.IsZero() && (at.IsZero() || flushAt.Before(at)) {
+			at = flushAt
+		}
+		if at.IsZero() {
 			timer.Stop()
 		} else {
 			timer.Reset(time.Until(at))
@@ -119,11 +135,13 @@ func (in *inbox) run(quit <-chan struct{}) {
 
 // dispatch starts attempts up to the limit of the settings and the breaker.
 // It returns when to look again without being signalled: the next due time,
-// the end of the breaker's cooldown, or zero for never.
-func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
+// the end of the breaker's cooldown, or zero for never; and idle: it would
+// start nothing now even with a free slot, so records waiting for more
+// attempts to share their commit wait in vain.
+func (in *inbox) dispatch(quit <-chan struct{}) (time.Time, bool) {
 	set := in.settings.Load()
 	if set.forward == nil {
-		return time.Time{}
+		return time.Time{}, true
 	}
 	limit := int64(set.Concurrency)
 	bl, until, halfOpened := in.breaker.allow(time.Now())
@@ -131,35 +149,36 @@ func (in *inbox) dispatch(quit <-chan struct{}) time.Time {
 		in.svc.log().Info("circuit breaker half open; probing with one event", zap.String("inbox", in.name))
 	}
 	if bl == 0 {
-		return until
+		return until, true
 	}
 	if bl > 0 && int64(bl) < limit {
 		limit = int64(bl)
 	}
+	in.batchMax.Store(in.batchLimit(limit))
 	// A record ending wakes the dispatcher (finished).
 	for in.running.Load() < limit && in.recording.Load() < limit && in.unrecorded.Load() == 0 {
 		select {
 		case <-quit:
-			return time.Time{}
+			return time.Time{}, true
 		default:
 		}
 		now := time.Now()
 		id, next, err := in.svc.queue.Lease(in.name, now, set.Ordered)
 		if err != nil {
 			in.storeError("claiming an event", err)
-			return now.Add(claimErrorWait)
+			return now.Add(claimErrorWait), true
 		}
 		if id == "" {
 			if !next.IsZero() && !next.After(now) {
 				// Due, yet not handed out (another lease holds the line):
 				// look again soon rather than spin on the store.
-				return now.Add(time.Millisecond)
+				return now.Add(time.Millisecond), true
 			}
-			return next
+			return next, true
 		}
 		in.start(id)
 	}
-	return time.Time{}
+	return time.Time{}, false
 }
 
 // start runs one attempt at leased event id on a worker goroutine. The
@@ -172,7 +191,12 @@ func (in *inbox) start(id string) {
 	s.running.Add(1)
 	s.attempts.Add(1)
 	s.workers.run(func() {
-		defer s.attempts.Done()
+		recording := false
+		defer func() {
+			if !recording {
+				s.attempts.Done() // else once recorded
+			}
+		}()
 		var once sync.Once
 		done := func() {
 			once.Do(func() {
@@ -197,143 +221,45 @@ func (in *inbox) start(id string) {
 		if e == nil {
 			return // finished meanwhile: nothing to do
 		}
-		in.deliver(e, done)
+		recording = in.deliver(e, done)
 	})
 }
 
-// deliver makes one attempt at e, records it and tells the hooks. It calls
-// done as soon as the application has answered and the breaker has heard
-// of it, before the record is committed: the slot goes to the next event
-// while the store batches this record with others into one fsync. The
-// event stays leased until its record is committed, so it cannot be
-// claimed twice, and an ordered inbox's next event waits for it.
-func (in *inbox) deliver(e *store.Event, done func()) {
+// deliver makes one attempt at e and hands it over to be recorded, which
+// also logs it and tells the hooks (record.go); it returns whether it did.
+// It calls done as soon as the application has answered and the breaker
+// has heard of it, before the record is committed: the slot goes to the
+// next event while the store batches this record with others into one
+// fsync. The event stays leased until its record is committed, so it
+// cannot be claimed twice, and an ordered inbox's next event waits for it.
+func (in *inbox) deliver(e *store.Event, done func()) bool {
 	s := in.svc
 	set := in.settings.Load()
 	if set.forward == nil {
 		s.queue.Release(e.ID)
-		return
+		return false
 	}
 
 	res := s.attempt(s.ctx, set, e)
 	a := res.attempt
-	// The logger is made only for a line that is written: With encodes its
-	// fields at once, and a delivered event's line is at debug level.
-	log := func() *zap.Logger {
-		return s.log().With(zap.String("inbox", in.name), zap.String("id", e.ID), zap.Int("attempt", a.N))
-	}
 	if res.cancelled {
 		// Stopping: this was no attempt of the application's making, so it
 		// is not recorded and the event is delivered again after the restart.
 		s.queue.Release(e.ID)
-		log().Info("delivery cancelled by shutdown; released for redelivery")
-		return
+		s.log().Info("delivery cancelled by shutdown; released for redelivery",
+			zap.String("inbox", in.name), zap.String("id", e.ID), zap.Int("attempt", a.N))
+		return false
 	}
 
 	next := schedule(set, e.Attempts-e.ReplayedAfter, a, res.retryAfter, time.Now())
 	transition := in.breaker.record(a.Outcome, time.Now())
 	in.recording.Add(1)
+	batch := in.wait(answered{e: e, a: a, next: next, transition: transition})
 	done()
-	stored := in.record(e.ID, a, next)
-	if stored == nil {
-		return
+	if batch != nil {
+		in.recordBatch(batch)
 	}
-	e = stored
-
-	fields := func() []zap.Field {
-		f := []zap.Field{
-			zap.String("outcome", a.Outcome),
-			zap.Int("status", a.Status),
-			zap.Duration("duration", a.Duration),
-		}
-		if a.Error != "" {
-			f = append(f, zap.String("error", a.Error))
-		}
-		return f
-	}
-	switch {
-	case e.State == store.Delivered:
-		if s.log().Core().Enabled(zap.DebugLevel) {
-			log().Debug("delivered", fields()...)
-		}
-	case e.State == store.Dead:
-		log().Error("delivery failed; no attempt left, event is dead", fields()...)
-	case a.Outcome == store.OutcomeOK:
-		log().Info("delivered; it was replayed meanwhile, so it goes again", fields()...)
-	default:
-		log().Warn("delivery failed; will retry", append(fields(), zap.Time("retry_at", e.NextAttemptAt))...)
-	}
-
-	if h := s.hooks.Attempt; h != nil {
-		h(in.name, e, a)
-	}
-	if h := s.hooks.Delivered; h != nil && e.State == store.Delivered {
-		h(in.name, e)
-	}
-	if h := s.hooks.Dead; h != nil && e.State == store.Dead {
-		h(in.name, e)
-	}
-
-	switch transition {
-	case opened:
-		log().Warn("application looks down; circuit breaker open",
-			zap.Int("failures", in.breaker.state().Failures), zap.Time("until", in.breaker.reopenAt()))
-		if h := s.hooks.Breaker; h != nil {
-			h(in.name, true)
-		}
-	case reopened:
-		log().Warn("probe failed; circuit breaker open again", zap.Time("until", in.breaker.reopenAt()))
-	case closed:
-		log().Info("application answers again; circuit breaker closed")
-		if h := s.hooks.Breaker; h != nil {
-			h(in.name, false)
-		}
-	}
-}
-
-// record stores attempt a of leased event id with what happens next, and
-// returns the event as stored; nil if it was deleted meanwhile or the
-// service stopped first.
-//
-// While the store cannot write the record, the event stays leased and the
-// record is tried again: released, the event would be due at once, on a
-// schedule the store never saw, and the app would get it again and again
-// as fast as it answers. The inbox claims nothing new meanwhile: no
-// attempt is made that could not be recorded.
-func (in *inbox) record(id string, a store.Attempt, next store.Next) *store.Event {
-	s := in.svc
-	wait, held := recordRetryMin, false
-	defer func() {
-		if held {
-			in.unrecorded.Add(-1)
-		}
-		in.recording.Add(-1)
-		signal(in.finished)
-	}()
-	for {
-		e, err := s.queue.Record(id, a, next)
-		if err == nil {
-			return e
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			return nil // deleted while in flight: nothing left to record
-		}
-		if !held {
-			held = true
-			in.unrecorded.Add(1)
-		}
-		in.storeError("recording an attempt; this inbox claims nothing until the store records again", err,
-			zap.String("id", id), zap.String("outcome", a.Outcome))
-		select {
-		case <-time.After(wait):
-		case <-s.ctx.Done():
-			// Stopping: the event is pending in the store and is
-			// delivered again after the restart.
-			s.queue.Release(id)
-			return nil
-		}
-		wait = min(2*wait, recordRetryMax)
-	}
+	return true
 }
 
 // storeError logs a failure of the store, at most once per errorLogEvery

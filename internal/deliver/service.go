@@ -101,9 +101,10 @@ const (
 )
 
 // Hooks let the caller observe delivery (metrics, Caddy events). Any may be
-// nil. They are called from the attempt's goroutine, after the attempt is
-// recorded, so they must not block for long. The event they get is the
-// one the record stored (without its request).
+// nil. They are called from a delivery goroutine, after the attempt is
+// recorded (with others of its inbox, in turn), so they must not block for
+// long. The event they get is the one the record stored (without its
+// request).
 type Hooks struct {
 	Attempt   func(inbox string, e *store.Event, a store.Attempt)
 	Delivered func(inbox string, e *store.Event)
@@ -138,6 +139,9 @@ type Service struct {
 	breakerThreshold   int
 	breakerCooldown    time.Duration
 	breakerMaxCooldown time.Duration
+	// recordWait: how long a record waits at most for others to share its
+	// commit (record.go).
+	recordWait time.Duration
 
 	mu       sync.Mutex
 	inboxes  map[string]*inbox
@@ -160,6 +164,7 @@ func New(q Queue, logger *zap.Logger, hooks Hooks) *Service {
 		breakerThreshold:   defaultBreakerThreshold,
 		breakerCooldown:    defaultBreakerCooldown,
 		breakerMaxCooldown: defaultBreakerMaxCooldown,
+		recordWait:         defaultRecordWait,
 	}
 	s.SetLogger(logger)
 	s.transport = newTransport()
@@ -253,6 +258,9 @@ func (s *Service) Configure(inboxes []Inbox) {
 func (s *Service) startDispatcher(in *inbox) {
 	quit, ran := make(chan struct{}), make(chan struct{})
 	in.quit, in.ran = quit, ran
+	in.mu.Lock()
+	in.gone = false
+	in.mu.Unlock()
 	s.dispatch.Add(1)
 	go func() {
 		defer s.dispatch.Done()

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -540,42 +539,9 @@ func (db *DB) Record(id string, a Attempt, next Next) (*Event, error) {
 		return nil, fmt.Errorf("recording attempt of event %s: %w", id, err)
 	}
 	var stored *Event
-	o := newOp(2048+len(a.Response), func(b *batch) error {
-		e := b.leasedMeta(id)
-		if e == nil {
-			var err error
-			if e, err = b.getMeta(id); err != nil {
-				return err
-			}
-		}
-		att := a
-		if att.N <= 0 {
-			att.N = e.Attempts + 1
-		}
-		v, err := json.Marshal(att)
-		if err != nil {
-			return fmt.Errorf("encoding attempt: %w", err)
-		}
-		if err := b.set(attemptKey(id, att.N), v); err != nil {
-			return err
-		}
-		e.Attempts = max(e.Attempts, att.N)
-		now := time.Now()
-		switch {
-		case b.db.replayRequested(id):
-			err = b.replay(e, now)
-		case next.Delivered:
-			err = b.transition(e, Delivered, time.Time{}, now)
-		case next.Dead:
-			err = b.transition(e, Dead, time.Time{}, now)
-		default:
-			due := next.RetryAt
-			if due.IsZero() {
-				due = now
-			}
-			err = b.transition(e, Pending, due, time.Time{})
-		}
-		stored = e
+	o := newOp(recordSize(a), func(b *batch) error {
+		var err error
+		stored, err = b.recordAttempt(id, a, next)
 		return err
 	})
 	// The lease ends after the commit, so the event is never claimable on a
