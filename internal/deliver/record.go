@@ -41,13 +41,18 @@ type answered struct {
 }
 
 // batchLimit is how many records make a batch when the dispatcher may have
-// limit attempts in flight.
+// limit attempts in flight. At most maxRecordBatch: with many attempts in
+// flight the store's writer already gathers their records into few
+// commits, and a batch as large as the limit would stop the dispatcher
+// until it is full, delivering in bursts.
 func (in *inbox) batchLimit(limit int64) int64 {
 	if _, ok := in.svc.queue.(batchRecorder); !ok {
 		return 1
 	}
-	return max(limit, 1)
+	return min(max(limit, 1), maxRecordBatch)
 }
+
+const maxRecordBatch = 16
 
 // wait adds r, whose attempt still counts as running, to the records
 // waiting for a commit, and returns the batch to record now if r completes
