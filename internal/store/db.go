@@ -167,8 +167,9 @@ type DB struct {
 	// the writer's maps of a batch, cleared for each (writer.go).
 	record    []byte
 	batchMaps batchMaps
-	// discardTs is the janitor's: the version to discard below next time.
-	discardTs uint64
+	// discardTs is the version to discard below at the janitor's next
+	// discardOld (snapshot.go).
+	discardTs atomic.Uint64
 }
 
 // Open opens (creating it if needed) the store in dir. It does not read the

@@ -21,40 +21,54 @@ func (db *DB) sweepEvery() time.Duration {
 	return min(janitorEvery, max(time.Duration(db.retention.Load())/10, 100*time.Millisecond))
 }
 
-// janitor runs the retention sweep, journal compaction and value-log GC
-// until Close.
+// janitor runs the retention sweep, journal compaction and value-log GC,
+// and hands old versions to compaction, until Close. Each has its own
+// interval; the janitor wakes for whichever is next.
 func (db *DB) janitor() {
 	defer db.bgWG.Done()
-	t := time.NewTimer(db.sweepEvery())
+	start := time.Now()
+	nextSweep, nextDiscard, nextGC := start.Add(db.sweepEvery()), start.Add(discardEvery), start.Add(janitorEvery)
+	t := time.NewTimer(time.Until(minTime(nextSweep, nextDiscard)))
 	defer t.Stop()
-	lastGC, lastDiscard := time.Now(), time.Now()
 	for {
 		select {
 		case <-db.stop:
 			return
 		case now := <-t.C:
-			n, err := db.expire(now)
-			if err != nil {
-				db.logError("removing events past retention", err)
-			} else if n > 0 {
-				db.logger.Info("removed events past retention", zap.Int("events", n))
-			}
-			if now.Sub(lastDiscard) >= discardEvery {
+			if !now.Before(nextDiscard) {
 				db.discardOld()
-				lastDiscard = now
+				nextDiscard = now.Add(discardEvery)
 			}
-			if now.Sub(lastGC) >= janitorEvery {
+			if !now.Before(nextSweep) {
+				n, err := db.expire(now)
+				if err != nil {
+					db.logError("removing events past retention", err)
+				} else if n > 0 {
+					db.logger.Info("removed events past retention", zap.Int("events", n))
+				}
+				nextSweep = now.Add(db.sweepEvery())
+			}
+			if !now.Before(nextGC) {
 				if n, err := db.compactRequests(); err != nil {
 					db.logError("compacting the journal", err)
 				} else if n > 0 {
 					db.logger.Info("compacted the journal", zap.Int("requests_copied", n))
 				}
 				db.collectGarbage()
-				lastGC = now
+				nextGC = now.Add(janitorEvery)
 			}
-			t.Reset(db.sweepEvery())
+			// A retention changed by a reload takes effect by the next sweep.
+			nextSweep = minTime(nextSweep, now.Add(db.sweepEvery()))
+			t.Reset(time.Until(minTime(nextSweep, minTime(nextDiscard, nextGC))))
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // expire removes delivered and dead events finished before now minus the

@@ -29,8 +29,8 @@ func (db *DB) view(fn func(txn *badger.Txn) error) error {
 // discardOld lets compaction drop the versions that were already old at the
 // previous call.
 func (db *DB) discardOld() {
-	if db.discardTs > 0 {
-		db.bdb.SetDiscardTs(db.discardTs)
+	if ts := db.discardTs.Load(); ts > 0 {
+		db.bdb.SetDiscardTs(ts)
 	}
-	db.discardTs = db.committed.Load()
+	db.discardTs.Store(db.committed.Load())
 }
