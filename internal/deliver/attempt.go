@@ -188,13 +188,15 @@ func (s *Service) attempt(parent context.Context, set *settings, e *store.Event)
 // the original query after the forward URL's own, the original headers
 // without those meant for one hop only, and hookinbox's own.
 func newRequest(ctx context.Context, set *settings, e *store.Event, n int) (*retryablehttp.Request, error) {
-	u := *set.forward
+	target := set.forwardURL
 	if e.RawQuery != "" {
+		u := *set.forward
 		if u.RawQuery != "" {
 			u.RawQuery += "&" + e.RawQuery
 		} else {
 			u.RawQuery = e.RawQuery
 		}
+		target = u.String()
 	}
 	// A *bytes.Reader is sent, and resent, from the stored slice without a
 	// copy. An empty body must be nil, or it would go out chunked.
@@ -202,30 +204,26 @@ func newRequest(ctx context.Context, set *settings, e *store.Event, n int) (*ret
 	if len(e.Body) > 0 {
 		body = bytes.NewReader(e.Body)
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, set.Method, u.String(), body)
+	req, err := retryablehttp.NewRequestWithContext(ctx, set.Method, target, body)
 	if err != nil {
 		return nil, err
 	}
-	req.Header = forwardHeader(e.Header)
-	req.Header.Set(headerID, e.ID)
-	req.Header.Set(headerAttempt, strconv.Itoa(n))
-	req.Header.Set(headerReceivedAt, e.ReceivedAt.UTC().Format(time.RFC3339))
 	verified := e.Verified
 	if verified == "" {
 		verified = "none"
 	}
-	req.Header.Set(headerVerified, verified)
+	// The names are canonical as written, and one array holds the values.
+	own := []string{e.ID, strconv.Itoa(n), e.ReceivedAt.UTC().Format(time.RFC3339), verified}
+	req.Header = forwardHeader(e.Header, len(own))
+	req.Header[headerID] = own[0:1:1]
+	req.Header[headerAttempt] = own[1:2:2]
+	req.Header[headerReceivedAt] = own[2:3:3]
+	req.Header[headerVerified] = own[3:4:4]
 	return req, nil
 }
 
-// hopHeaders are meant for one connection only (RFC 9110 7.6.1), as Caddy's
-// reverse proxy and net/http/httputil drop them.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// forwardHeader returns the stored headers that go to the application.
-// Besides the hop-by-hop ones it leaves out:
+// forwardHeader returns the stored headers that go to the application, in
+// a header with room for more. Besides the hop-by-hop ones it leaves out:
 //   - Host and Content-Length, which the client sets for the new request;
 //   - Expect, since the body is sent from memory, not awaited from the sender;
 //   - Accept-Encoding, so that the client negotiates the compression it
@@ -234,31 +232,43 @@ var hopHeaders = []string{
 //     sees to be hookinbox's own and not a sender's.
 //
 // The value slices are shared with the stored event: nothing changes them.
-func forwardHeader(stored http.Header) http.Header {
-	h := make(http.Header, len(stored)+4)
+func forwardHeader(stored http.Header, room int) http.Header {
+	h := make(http.Header, len(stored)+room)
+	var connection []string
 	for k, v := range stored {
-		h[http.CanonicalHeaderKey(k)] = v
+		// The server keeps names canonical, and then this costs a scan and
+		// no copy; a name set otherwise (by a handler before hookinbox's,
+		// say) must be made canonical for the checks to see it.
+		k = http.CanonicalHeaderKey(k)
+		if k == "Connection" {
+			connection = v
+		}
+		if !leftOut(k) {
+			h[k] = v
+		}
 	}
-	for _, v := range h["Connection"] {
+	for _, v := range connection {
 		for name := range strings.SplitSeq(v, ",") {
 			if name = strings.TrimSpace(name); name != "" {
 				h.Del(name)
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
-	}
-	for k := range h {
-		if strings.HasPrefix(k, "Proxy-") || strings.HasPrefix(k, "Hookinbox-") {
-			delete(h, k)
-		}
-	}
-	delete(h, "Host")
-	delete(h, "Content-Length")
-	delete(h, "Expect")
-	delete(h, "Accept-Encoding")
 	return h
+}
+
+// leftOut tells whether forwardHeader leaves out the header of canonical
+// name k, whatever the Connection header lists.
+func leftOut(k string) bool {
+	switch k {
+	// Meant for one connection only (RFC 9110 7.6.1), as Caddy's reverse
+	// proxy and net/http/httputil drop them.
+	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	case "Host", "Content-Length", "Expect", "Accept-Encoding":
+		return true
+	}
+	return strings.HasPrefix(k, "Proxy-") || strings.HasPrefix(k, "Hookinbox-")
 }
 
 // readResponse keeps the first responseKeep bytes of body, drains a bounded

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,6 +146,70 @@ func TestCutOffAnswer(t *testing.T) {
 			}
 			if got := s.Breakers()["in"].Failures; got != failures {
 				t.Errorf("breaker failures = %d, want %d", got, failures)
+			}
+		})
+	}
+}
+
+// TestForwardHeaderNames: a stored header name that is not canonical (set
+// by a handler before hookinbox's, not by the server) is forwarded under
+// its canonical name, and left out as its canonical name would be, as is
+// a header that the Connection header lists under any spelling.
+func TestForwardHeaderNames(t *testing.T) {
+	set, err := newSettings(Inbox{Name: "in", Forward: "http://127.0.0.1:1/hook"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		stored http.Header
+		want   http.Header // besides hookinbox's own
+	}{
+		{
+			name:   "lower-case name forwarded canonical",
+			stored: http.Header{"x-multi": {"one", "two"}, "content-type": {"application/json"}},
+			want:   http.Header{"X-Multi": {"one", "two"}, "Content-Type": {"application/json"}},
+		},
+		{
+			name: "lower-case names of headers left out stay out",
+			stored: http.Header{
+				"connection": {"close"}, "keep-alive": {"timeout=5"}, "te": {"trailers"},
+				"transfer-encoding": {"chunked"}, "upgrade": {"h2c"}, "trailer": {"X-T"},
+				"host": {"sender.example"}, "content-length": {"999"}, "expect": {"100-continue"},
+				"accept-encoding": {"br"}, "proxy-authorization": {"Basic Zm9v"},
+				"hookinbox-attempt": {"77"}, "hookinbox-verified": {"spoofed"}, "X-Kept": {"yes"},
+			},
+			want: http.Header{"X-Kept": {"yes"}},
+		},
+		{
+			name: "headers Connection lists are left out, whatever their spelling",
+			stored: http.Header{
+				"Connection":   {"keep-alive, x-conn-named", "X-OTHER"},
+				"X-Conn-Named": {"drop me"}, "x-other": {"drop me too"}, "X-Kept": {"yes"},
+			},
+			want: http.Header{"X-Kept": {"yes"}},
+		},
+		{
+			name:   "a lower-case Connection header is obeyed",
+			stored: http.Header{"connection": {"X-Conn-Named"}, "X-Conn-Named": {"drop me"}, "X-Kept": {"yes"}},
+			want:   http.Header{"X-Kept": {"yes"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &store.Event{ID: "ev1", Header: tt.stored, Verified: "stripe",
+				ReceivedAt: time.Date(2026, 11, 3, 17, 5, 6, 0, time.UTC)}
+			req, err := newRequest(t.Context(), set, e, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.want.Clone()
+			want["Hookinbox-Id"] = []string{"ev1"}
+			want["Hookinbox-Attempt"] = []string{"1"}
+			want["Hookinbox-Received-At"] = []string{"2026-11-03T17:05:06Z"}
+			want["Hookinbox-Verified"] = []string{"stripe"}
+			if !reflect.DeepEqual(req.Header, want) {
+				t.Errorf("forwarded header = %v, want %v", req.Header, want)
 			}
 		})
 	}

@@ -88,3 +88,38 @@ func benchDrain(b *testing.B, fill func(b *testing.B) Queue) {
 		})
 	}
 }
+
+// BenchmarkNewRequest builds the request of an attempt at an event with the
+// headers a signed webhook typically arrives with, as the server kept them.
+func BenchmarkNewRequest(b *testing.B) {
+	set, err := newSettings(Inbox{Name: "in", Forward: "http://127.0.0.1:8080/hook"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := &store.Event{
+		ID:   "01JC8ZJ4Q5W7K3M9X2V6T0R1YS",
+		Body: benchBody,
+		Header: http.Header{
+			"Accept":            {"*/*; q=0.5, application/xml"},
+			"Accept-Encoding":   {"gzip"},
+			"Cache-Control":     {"no-cache"},
+			"Connection":        {"close"},
+			"Content-Length":    {"1024"},
+			"Content-Type":      {"application/json; charset=utf-8"},
+			"Stripe-Signature":  {"t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"},
+			"User-Agent":        {"Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
+			"X-Forwarded-For":   {"203.0.113.9"},
+			"X-Forwarded-Host":  {"hooks.example.com"},
+			"X-Forwarded-Proto": {"https"},
+		},
+		Verified:   "stripe",
+		ReceivedAt: time.Date(2026, 11, 3, 17, 5, 6, 0, time.UTC),
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := newRequest(ctx, set, e, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

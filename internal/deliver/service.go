@@ -341,7 +341,9 @@ func (s *Service) Probe(inbox string) {
 type settings struct {
 	Inbox
 	forward *url.URL // nil when Forward is invalid: nothing is claimed
-	success map[int]bool
+	// forwardURL is forward as a string: the URL of an event without a query.
+	forwardURL string
+	success    map[int]bool
 }
 
 func newSettings(cfg Inbox) (*settings, error) {
@@ -377,7 +379,7 @@ func newSettings(cfg Inbox) (*settings, error) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return set, fmt.Errorf("forward URL %s: %w", redact(u), errNotAbsolute)
 	}
-	set.forward = u
+	set.forward, set.forwardURL = u, u.String()
 	return set, nil
 }
 

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -142,8 +141,9 @@ func decodeMeta(v []byte, e *Event) error {
 	return nil
 }
 
-// decodeRequest reads what encodeRequest wrote into e.Header and e.Body,
-// copying them.
+// decodeRequest reads what encodeRequest wrote into e.Header and e.Body.
+// The body is not copied: e.Body is the end of v, which must be the
+// caller's to give away.
 func decodeRequest(v []byte, e *Event) error {
 	d := metaDecoder{b: v}
 	if len(v) == 0 || v[0] != requestVersion {
@@ -163,10 +163,7 @@ func decodeRequest(v []byte, e *Event) error {
 	if d.err != nil {
 		return d.err
 	}
-	e.Header, e.Body = header, bytes.Clone(d.b)
-	if e.Body == nil {
-		e.Body = []byte{}
-	}
+	e.Header, e.Body = header, d.b
 	return nil
 }
 

@@ -74,7 +74,11 @@ func (db *DB) readRequest(txn *badger.Txn, e *Event) error {
 	} else {
 		var item *badger.Item
 		if item, err = txn.Get(requestKey(e.ID)); err == nil {
-			err = item.Value(func(v []byte) error { return decodeRequest(v, e) })
+			// Copied: decodeRequest keeps the body in place.
+			var v []byte
+			if v, err = item.ValueCopy(nil); err == nil {
+				err = decodeRequest(v, e)
+			}
 		}
 	}
 	if err != nil {
