@@ -145,25 +145,42 @@ func decodeMeta(v []byte, e *Event) error {
 // The body is not copied: e.Body is the end of v, which must be the
 // caller's to give away.
 func decodeRequest(v []byte, e *Event) error {
-	d := metaDecoder{b: v}
 	if len(v) == 0 || v[0] != requestVersion {
 		return fmt.Errorf("%w: unknown request version", errMetaCorrupt)
 	}
-	d.b = d.b[1:]
-	names := d.count()
+	// A first pass finds where the header ends and how many values it has,
+	// so that one string holds every name and value and one array every
+	// value list: two allocations, not one per name and per value, at
+	// every delivery. Each value takes a byte at least, so a corrupt count
+	// fails the scan before it can size a huge array.
+	scan := metaDecoder{b: v[1:]}
+	names, values := scan.count(), 0
+	for range names {
+		scan.skip()
+		n := scan.count()
+		for range n {
+			scan.skip()
+		}
+		values += n
+	}
+	if scan.err != nil {
+		return scan.err
+	}
+	region := v[1 : len(v)-len(scan.b)]
+	text := string(region)
+	all := make([]string, values)
+	d := metaDecoder{b: region}
+	d.count() // names, as scanned
 	header := make(http.Header, names)
 	for range names {
-		name := d.string()
-		values := make([]string, d.count())
-		for i := range values {
-			values[i] = d.string()
+		name := d.stringOf(text)
+		n := d.count()
+		for i := range n {
+			all[i] = d.stringOf(text)
 		}
-		header[name] = values
+		header[name], all = all[:n:n], all[n:]
 	}
-	if d.err != nil {
-		return d.err
-	}
-	e.Header, e.Body = header, d.b
+	e.Header, e.Body = header, scan.b
 	return nil
 }
 
@@ -207,6 +224,21 @@ func (d *metaDecoder) string() string {
 	s := string(d.b[:n])
 	d.b = d.b[n:]
 	return s
+}
+
+// skip passes over a string.
+func (d *metaDecoder) skip() {
+	n := d.count()
+	d.b = d.b[n:]
+}
+
+// stringOf is string for a decoder over the bytes of text: what it returns
+// is part of text, not a copy.
+func (d *metaDecoder) stringOf(text string) string {
+	n := d.count()
+	at := len(text) - len(d.b)
+	d.b = d.b[n:]
+	return text[at : at+n]
 }
 
 func (d *metaDecoder) time() time.Time {
