@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hookinbox/hookinbox/internal/store"
+	"github.com/hookinbox/hookinbox/internal/webhooktest"
 )
 
 // benchBody and benchHeader are the events the delivery benchmarks drain.
@@ -97,21 +98,9 @@ func BenchmarkNewRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	e := &store.Event{
-		ID:   "01JC8ZJ4Q5W7K3M9X2V6T0R1YS",
-		Body: benchBody,
-		Header: http.Header{
-			"Accept":            {"*/*; q=0.5, application/xml"},
-			"Accept-Encoding":   {"gzip"},
-			"Cache-Control":     {"no-cache"},
-			"Connection":        {"close"},
-			"Content-Length":    {"1024"},
-			"Content-Type":      {"application/json; charset=utf-8"},
-			"Stripe-Signature":  {"t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"},
-			"User-Agent":        {"Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
-			"X-Forwarded-For":   {"203.0.113.9"},
-			"X-Forwarded-Host":  {"hooks.example.com"},
-			"X-Forwarded-Proto": {"https"},
-		},
+		ID:         "01JC8ZJ4Q5W7K3M9X2V6T0R1YS",
+		Body:       benchBody,
+		Header:     webhooktest.Header(),
 		Verified:   "stripe",
 		ReceivedAt: time.Date(2026, 11, 3, 17, 5, 6, 0, time.UTC),
 	}

@@ -2,10 +2,11 @@ package store
 
 import (
 	"context"
-	"net/http"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/hookinbox/hookinbox/internal/webhooktest"
 )
 
 // BenchmarkEnqueueParallel measures durable enqueues from about 64
@@ -54,20 +55,8 @@ func BenchmarkClaimRecord(b *testing.B) {
 // every delivery does.
 func BenchmarkDecodeRequest(b *testing.B) {
 	v := encodeRequest(nil, &Event{
-		Header: http.Header{
-			"Accept":            {"*/*; q=0.5, application/xml"},
-			"Accept-Encoding":   {"gzip"},
-			"Cache-Control":     {"no-cache"},
-			"Connection":        {"close"},
-			"Content-Length":    {"1024"},
-			"Content-Type":      {"application/json; charset=utf-8"},
-			"Stripe-Signature":  {"t=1700000000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"},
-			"User-Agent":        {"Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
-			"X-Forwarded-For":   {"203.0.113.9"},
-			"X-Forwarded-Host":  {"hooks.example.com"},
-			"X-Forwarded-Proto": {"https"},
-		},
-		Body: make([]byte, 1024),
+		Header: webhooktest.Header(),
+		Body:   make([]byte, 1024),
 	})
 	b.ReportAllocs()
 	for b.Loop() {
