@@ -150,8 +150,8 @@ func decodeRequest(v []byte, e *Event) error {
 	}
 	// A first pass finds where the header ends and how many values it has,
 	// so that one string holds every name and value and one array every
-	// value list: two allocations, not one per name and per value, at
-	// every delivery. Each value takes a byte at least, so a corrupt count
+	// value list: with the map, three allocations at every delivery, not
+	// one per name and per value. Each value takes a byte at least, so a corrupt count
 	// fails the scan before it can size a huge array.
 	scan := metaDecoder{b: v[1:]}
 	names, values := scan.count(), 0
